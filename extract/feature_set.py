@@ -1,0 +1,52 @@
+"""The small interface every feature set implements (the s3prl "upstream" of this toolkit)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Literal
+
+import numpy as np
+
+SAMPLE_RATE = 16_000
+"""Every audio feature set takes 16 kHz mono float32 waveforms in [-1, 1]."""
+
+
+class FeatureSet(ABC):
+    """Turns a batch of waveforms (audio) or transcripts (text) into per-utterance frame matrices.
+
+    Attributes:
+        spec: the spec string it was built from (``lld``, ``wav2vec:/path/wav2vec_large.pt``, ``hf:…@6``).
+        name: file stem of its store (``lld``, ``wav2vec``, ``bert-minilm-l6-v2``, ``hf-whisper-base-encoder-l6``).
+        modality: ``audio`` or ``text``.
+        dims: columns of every frame matrix.
+        frame_rate_hz: frames per second of audio (``None`` for text: one row per token).
+        min_samples: shortest waveform (16 kHz samples) that yields at least one frame.
+    """
+
+    spec: str
+    name: str
+    modality: Literal["audio", "text"] = "audio"
+    dims: int
+    frame_rate_hz: float | None
+    min_samples: int = 1
+
+    @abstractmethod
+    def provenance(self) -> dict[str, Any]:
+        """What a store must record about this feature set: encoder id, weights sha256, layer, frame rate…"""
+
+    def to(self, device: str, compute_dtype: str = "float32") -> "FeatureSet":
+        """Move to ``device`` (``cpu``/``cuda``) and compute in ``compute_dtype`` (float32|bfloat16|float16)."""
+        return self
+
+    def encode(self, waves: list[np.ndarray]) -> list[np.ndarray]:
+        """Audio: ``waves[i]`` float32 [samples] at 16 kHz -> float32 [frames_i, dims] per utterance."""
+        raise NotImplementedError(f"{self.name} is not an audio feature set")
+
+    def encode_text(self, texts: list[str]) -> list[tuple[list[str], np.ndarray]]:
+        """Text: each transcript -> (tokens, float32 [n_tokens, dims]); one row per token."""
+        raise NotImplementedError(f"{self.name} is not a text feature set")
+
+    @property
+    def max_batch_samples(self) -> int:
+        """Budget of padded samples per batch (the pipeline batches by length up to this)."""
+        return SAMPLE_RATE * 16 * 5
