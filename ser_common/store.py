@@ -182,7 +182,8 @@ class StoreWriter:
                 raise ValueError(f"{m.utt_id}: already in {self.partial}")
             if self.text and len(tokens[i]) != x.shape[0]:
                 raise ValueError(f"{m.utt_id}: {len(tokens[i])} tokens for {x.shape[0]} frames")
-            y = x.astype(self.dtype)
+            with np.errstate(over="ignore"):
+                y = x.astype(self.dtype)
             if not np.isfinite(y).all():
                 raise ValueError(f"{m.utt_id}: features overflow {self.dtype.name} (max |x| = {np.abs(x).max():.3g})")
             arrays.append(y)
