@@ -1,0 +1,98 @@
+# Speech emotion recognition from frozen pre-trained representations.
+# Stages (each idempotent: a finished artefact is not rebuilt; an interrupted extraction resumes):
+#   manifests -> extract (GPU) -> train-all (CPU or GPU)
+# Every path and model below is a variable: `make extract IEMOCAP=/data/IEMOCAP_full_release DEVICE=cuda`.
+
+PYTHON   ?= python3
+VENV     ?= .venv
+BIN      := $(VENV)/bin
+SHARED   ?= ../shared
+
+# --- the paper's run on IEMOCAP ------------------------------------------------------------------------
+IEMOCAP  ?= /data/IEMOCAP_full_release
+WAV2VEC  ?= https://dl.fbaipublicfiles.com/fairseq/wav2vec/wav2vec_large.pt
+BERT     ?= bert-base-uncased
+CORPUS   ?= iemocap
+DEVICE   ?= auto
+CROP     ?= 5.0
+WORKERS  ?= 4
+SEEDS    ?= 0,1,2
+MANIFESTS ?= manifests
+STORES   ?= stores
+RESULTS  ?= results
+
+# --- the offline demo and the shared-corpus results ----------------------------------------------------
+EMODB    ?= $(SHARED)/data/emodb
+RAVDESS  ?= $(SHARED)/data/ravdess
+WHISPER  ?= $(SHARED)/models/whisper-base-encoder
+WHISPER_LAYER ?= 4
+MINILM   ?= $(SHARED)/models/minilm-l6-v2
+
+SER_MANIFEST := $(BIN)/ser-manifest
+SER_EXTRACT  := $(BIN)/ser-extract
+SER_TRAIN    := $(BIN)/ser-train
+
+.PHONY: help install test manifests extract train-all demo shared-results bench clean-stores
+
+help:
+	@echo "make install      create $(VENV) and install the project with its extract and test extras"
+	@echo "make test         run the test suite"
+	@echo "make demo         offline end-to-end run on EmoDB (EMODB=$(EMODB)): manifest, extraction, training, report"
+	@echo "make manifests    IEMOCAP manifest (IEMOCAP=$(IEMOCAP))"
+	@echo "make extract      IEMOCAP feature stores: lld, wav2vec (WAV2VEC=...), bert (BERT=...) on DEVICE=$(DEVICE)"
+	@echo "make train-all    every table and figure from the stores of CORPUS=$(CORPUS) into $(RESULTS)/$(CORPUS)"
+	@echo "make shared-results  the README's EmoDB and RAVDESS tables (Whisper-base, LLDs, MiniLM from $(SHARED))"
+	@echo "make bench        extraction and training benchmarks"
+
+install:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install -e '.[extract,test]'
+
+test:
+	$(BIN)/python -m pytest -q
+
+# ---- stage 1: manifests ---------------------------------------------------------------------------------
+manifests: $(MANIFESTS)/iemocap.jsonl
+
+$(MANIFESTS)/iemocap.jsonl:
+	$(SER_MANIFEST) iemocap $(IEMOCAP) -o $@
+
+$(MANIFESTS)/emodb.jsonl:
+	$(SER_MANIFEST) emodb $(EMODB) -o $@
+
+$(MANIFESTS)/ravdess.jsonl:
+	$(SER_MANIFEST) ravdess $(RAVDESS) -o $@
+
+# ---- stage 2: extraction (ser-extract skips complete stores and resumes partial ones) ---------------------
+EXTRACT_OPTS = --device $(DEVICE) --crop $(CROP) --workers $(WORKERS)
+
+extract: $(MANIFESTS)/iemocap.jsonl
+	$(SER_EXTRACT) --manifest $< --out $(STORES)/iemocap $(EXTRACT_OPTS) \
+	  --feature lld --feature wav2vec:$(WAV2VEC) --feature bert:$(BERT)
+	touch $(STORES)/iemocap/.extract.done
+
+$(STORES)/%/.shared-extract.done: $(MANIFESTS)/%.jsonl
+	$(SER_EXTRACT) --manifest $< --out $(STORES)/$* $(EXTRACT_OPTS) \
+	  --feature lld --feature hf:$(WHISPER)@$(WHISPER_LAYER) --feature bert:$(MINILM)
+	touch $@
+
+# ---- stage 3: training, tables and figures ---------------------------------------------------------------
+train-all:
+	@test -d $(STORES)/$(CORPUS) || { echo "no stores in $(STORES)/$(CORPUS): run 'make extract' (or 'make demo') first"; exit 1; }
+	$(SER_TRAIN) tables --stores $(STORES)/$(CORPUS) --out $(RESULTS)/$(CORPUS) --seeds $(SEEDS) --device $(DEVICE)
+
+demo: $(STORES)/emodb/.shared-extract.done
+	$(MAKE) train-all CORPUS=emodb
+	@echo "demo done: see $(RESULTS)/emodb/"
+
+shared-results: $(STORES)/emodb/.shared-extract.done $(STORES)/ravdess/.shared-extract.done
+	$(MAKE) train-all CORPUS=emodb
+	$(MAKE) train-all CORPUS=ravdess
+
+bench:
+	$(BIN)/python benchmarks/bench_extract.py --feature lld --n 200
+	$(BIN)/python benchmarks/bench_train.py
+
+clean-stores:
+	rm -rf $(STORES)
