@@ -32,7 +32,15 @@ class FeatureSet(ABC):
 
     @abstractmethod
     def provenance(self) -> dict[str, Any]:
-        """What a store must record about this feature set: encoder id, weights sha256, layer, frame rate…"""
+        """What a store must record about this feature set.
+
+        Keys: ``feature`` (= :attr:`name`), ``spec``, ``modality``, ``encoder`` (hub id, URL or path as given),
+        ``encoder_class``, ``weights_sha256`` (sha256 of the weights file, ``None`` for random weights),
+        ``layer`` (int index into the hidden states, ``None`` where not applicable), ``frame_rate_hz``,
+        ``dims``, ``sample_rate`` (16000) and anything else that changes the numbers. The extraction
+        pipeline adds ``crop_s``, ``manifest_sha256``, ``compute_dtype``, ``package_versions``, ``created``,
+        ``shard``.
+        """
 
     def to(self, device: str, compute_dtype: str = "float32") -> "FeatureSet":
         """Move to ``device`` (``cpu``/``cuda``) and compute in ``compute_dtype`` (float32|bfloat16|float16)."""
@@ -45,6 +53,19 @@ class FeatureSet(ABC):
     def encode_text(self, texts: list[str]) -> list[tuple[list[str], np.ndarray]]:
         """Text: each transcript -> (tokens, float32 [n_tokens, dims]); one row per token."""
         raise NotImplementedError(f"{self.name} is not a text feature set")
+
+    # -- several outputs from one forward pass (a cheap layer sweep: ``hf:model@2,4,6`` or ``@all``) --------
+    def output_names(self) -> list[str]:
+        """Store names this feature set writes; one store per name. Default: just :attr:`name`."""
+        return [self.name]
+
+    def output_provenance(self, output: str) -> dict[str, Any]:
+        """Provenance of one output store (default: :meth:`provenance`; a layer sweep overrides ``layer``)."""
+        return self.provenance()
+
+    def encode_outputs(self, waves: list[np.ndarray]) -> dict[str, list[np.ndarray]]:
+        """Audio: output name -> per-utterance float32 [frames_i, dims]. Default: ``{name: encode(waves)}``."""
+        return {self.name: self.encode(waves)}
 
     @property
     def max_batch_samples(self) -> int:

@@ -19,17 +19,24 @@ def register(prefix: str, help: str) -> Callable:
     return deco
 
 
-def _load_builtin() -> None:
-    # importing each module registers its builder; heavy imports (torch, transformers) stay inside builders
-    from . import bert, hf, lld, wav2vec  # noqa: F401
+_MODULES = {"lld": "extract.lld", "wav2vec": "extract.wav2vec", "bert": "extract.bert", "hf": "extract.hf"}
+"""Built-in prefixes and the module whose import registers them (imported only when the prefix is used)."""
+
+
+def _load_builtin(prefix: str | None = None) -> None:
+    import importlib
+
+    for p, module in _MODULES.items():
+        if (prefix is None or p == prefix) and p not in _BUILDERS:
+            importlib.import_module(module)
 
 
 def build(spec: str) -> FeatureSet:
     """Build the feature set named by ``spec``, e.g. ``lld`` or ``hf:../shared/models/whisper-base-encoder@3``."""
-    _load_builtin()
     prefix, _, arg = spec.partition(":")
+    _load_builtin(prefix)
     if prefix not in _BUILDERS:
-        raise ValueError(f"unknown feature spec {spec!r}; known prefixes: {', '.join(sorted(_BUILDERS))}")
+        raise ValueError(f"unknown feature spec {spec!r}; known prefixes: {', '.join(sorted(set(_BUILDERS) | set(_MODULES)))}")
     fs = _BUILDERS[prefix](arg or None)
     fs.spec = spec
     return fs

@@ -1,0 +1,197 @@
+"""``ser-extract``: manifest -> feature stores (run), join shards (merge), feature sets (list), stores (info)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import click
+
+from ser_common.manifest import ManifestError
+from ser_common.store import FeatureStore, StoreError
+
+SHARD_FILE = re.compile(r"^(?P<name>.+)\.shard-(?P<i>\d+)-of-(?P<n>\d+)\.h5$")
+
+
+class _DefaultRun(click.Group):
+    """``ser-extract --manifest …`` means ``ser-extract run --manifest …``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+def parse_shard(value: str | None) -> tuple[int, int] | None:
+    """``i/N`` -> (i, N); ``auto`` -> from torchrun (RANK/WORLD_SIZE) or a Slurm array; ``None`` -> no sharding."""
+    if value is None:
+        return None
+    if value == "auto":
+        env = os.environ
+        if "WORLD_SIZE" in env and "RANK" in env:
+            return int(env["RANK"]), int(env["WORLD_SIZE"])
+        if "SLURM_ARRAY_TASK_ID" in env and "SLURM_ARRAY_TASK_COUNT" in env:
+            first = int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
+            return int(env["SLURM_ARRAY_TASK_ID"]) - first, int(env["SLURM_ARRAY_TASK_COUNT"])
+        raise click.BadParameter("--shard auto needs torchrun (RANK, WORLD_SIZE) or a Slurm array "
+                                 "(SLURM_ARRAY_TASK_ID, SLURM_ARRAY_TASK_COUNT)")
+    m = re.fullmatch(r"(\d+)/(\d+)", value)
+    if not m or not int(m[1]) < int(m[2]):
+        raise click.BadParameter(f"--shard must be i/N with 0 <= i < N (or 'auto'), got {value!r}")
+    return int(m[1]), int(m[2])
+
+
+@click.group(cls=_DefaultRun, context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Extract frame-level features of a manifest's utterances into HDF5 feature stores.
+
+    \b
+    ser-extract --manifest emodb.jsonl --feature lld --feature hf:../shared/models/whisper-base-encoder@4 \\
+                --feature bert:../shared/models/minilm-l6-v2 --out stores/emodb
+    ser-extract --manifest iemocap.jsonl --feature wav2vec:wav2vec_large.pt --out stores/iemocap --device cuda
+    ser-extract --manifest m.jsonl --feature wav2vec --out stores/x --shard 2/8     # one of 8 processes
+    ser-extract merge stores/x                                                    # join the shards
+    ser-extract list                                                              # feature specs
+    ser-extract info stores/x                                                     # what a store holds
+
+    A finished store is never recomputed (stages are idempotent); an interrupted one resumes.
+    """
+
+
+@main.command()
+@click.option("--manifest", "-m", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="JSONL manifest from ser-manifest.")
+@click.option("--feature", "-f", "features", required=True, multiple=True,
+              help="Feature spec, repeatable: lld | wav2vec[:CKPT] | bert[:MODEL] | hf:MODEL[@LAYER[,LAYER…]|@all].")
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Stores folder: one <feature>.h5 per feature set (per layer for a layer sweep).")
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N.")
+@click.option("--crop", "crop_s", type=float, default=5.0, show_default=True,
+              help="Keep the first CROP seconds of each utterance (the paper: 5 s).")
+@click.option("--no-crop", is_flag=True, help="Keep whole utterances.")
+@click.option("--workers", type=int, default=min(4, os.cpu_count() or 1), show_default=True,
+              help="Decoding (and LLD) processes; 0 = in the main process.")
+@click.option("--on-error", type=click.Choice(["skip", "fail"]), default="skip", show_default=True,
+              help="Bad audio or transcript: report and leave the utterance out, or stop the run.")
+@click.option("--shard", default=None, help="i/N: process a deterministic 1/N of the manifest; 'auto' "
+              "reads torchrun's RANK/WORLD_SIZE or a Slurm array.")
+@click.option("--store-dtype", type=click.Choice(["float16", "float32"]), default="float16", show_default=True)
+@click.option("--compute-dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default="auto",
+              show_default=True, help="GPU autocast dtype (auto: bf16 where supported); CPU computes in fp32.")
+@click.option("--batch-seconds", type=float, default=None,
+              help="Padded seconds of audio per encoder batch (default: the feature set's own budget).")
+@click.option("--overwrite", is_flag=True, help="Recompute complete stores and discard partial ones.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+def run(manifest: Path, features: tuple[str, ...], out: Path, device: str, crop_s: float, no_crop: bool,
+        workers: int, on_error: str, shard: str | None, store_dtype: str, compute_dtype: str,
+        batch_seconds: float | None, overwrite: bool, quiet: bool) -> None:
+    """Extract feature sets of MANIFEST into OUT (the default command)."""
+    from .audio import TARGET_SR
+    from .pipeline import ExtractConfig, ExtractionError, extract_all
+
+    cfg = ExtractConfig(crop_s=None if no_crop else crop_s, device=device, compute_dtype=compute_dtype,
+                        store_dtype=store_dtype, workers=workers, on_error=on_error, shard=parse_shard(shard),
+                        overwrite=overwrite, progress=not quiet,
+                        batch_samples=int(batch_seconds * TARGET_SR) if batch_seconds else None)
+    try:
+        reports = extract_all(manifest, list(features), out, cfg)
+    except (ManifestError, StoreError, ExtractionError, ValueError, RuntimeError, OSError) as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(f"\n{'feature':<34} {'status':<10} {'written':>8} {'skipped':>8} {'audio s':>9} {'wall s':>8} {'x realtime':>10}")
+    for r in reports:
+        click.echo(f"{r.feature:<34} {r.status:<10} {r.n_written:>8} {r.n_skipped:>8} {r.audio_s:>9.1f} "
+                   f"{r.wall_s:>8.1f} {r.realtime_factor:>10.1f}")
+        for utt, why in list(r.skipped.items())[:10]:
+            click.echo(f"    skipped {utt}: {why}")
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "extract_log.jsonl", "a", encoding="utf-8") as f:
+        for r in reports:
+            f.write(json.dumps({"argv": sys.argv, **r.to_dict()}, default=str) + "\n")
+
+
+def find_shards(store_dir: Path) -> dict[str, list[Path]]:
+    """Shard stores in a folder grouped by store name; raises if a group misses shards."""
+    groups: dict[str, dict[int, Path]] = defaultdict(dict)
+    counts: dict[str, set[int]] = defaultdict(set)
+    for p in sorted(store_dir.glob("*.shard-*-of-*.h5*")):
+        m = SHARD_FILE.match(p.name.removesuffix(".partial"))
+        if not m:
+            continue
+        if p.name.endswith(".partial"):
+            raise click.ClickException(f"{p}: shard is unfinished; rerun its extraction to resume before merging")
+        groups[m["name"]][int(m["i"])] = p
+        counts[m["name"]].add(int(m["n"]))
+    out = {}
+    for name, shards in groups.items():
+        if len(counts[name]) != 1:
+            raise click.ClickException(f"{store_dir}: shards of {name} disagree on N: {sorted(counts[name])}")
+        n = counts[name].pop()
+        missing = sorted(set(range(n)) - set(shards))
+        if missing:
+            raise click.ClickException(f"{store_dir}: {name} misses shard(s) {missing} of {n}")
+        out[name] = [shards[i] for i in range(n)]
+    return out
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Merged store (when INPUTS are shard files); default: <name>.h5 beside the shards.")
+@click.option("--keep-shards", is_flag=True, help="Do not delete the shard files after a successful merge.")
+def merge(inputs: tuple[Path, ...], out: Path | None, keep_shards: bool) -> None:
+    """Join shard stores (from --shard i/N) into one store, checking they share provenance.
+
+    INPUTS is a stores folder (every complete set of <name>.shard-i-of-N.h5 is merged into <name>.h5) or
+    a list of shard files with -o.
+    """
+    from ser_common.merge import merge_stores
+
+    if len(inputs) == 1 and inputs[0].is_dir():
+        groups = {str(inputs[0] / f"{name}.h5"): paths for name, paths in find_shards(inputs[0]).items()}
+        if not groups:
+            raise click.ClickException(f"{inputs[0]}: no shard stores (*.shard-i-of-N.h5) found")
+    else:
+        if out is None:
+            raise click.ClickException("give -o OUT.h5 when merging a list of shard files")
+        groups = {str(out): list(inputs)}
+    for target, paths in groups.items():
+        try:
+            merged = merge_stores(paths, target)
+        except StoreError as e:
+            raise click.ClickException(str(e)) from e
+        with FeatureStore(merged) as s:
+            click.echo(f"{merged}: {len(s)} utterances from {len(paths)} shards")
+        if not keep_shards:
+            for p in paths:
+                Path(p).unlink()
+
+
+@main.command(name="list")
+def list_features() -> None:
+    """The feature specs this installation knows."""
+    from .registry import describe
+
+    for prefix, text in sorted(describe().items()):
+        click.echo(f"{prefix:<10} {text}")
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+def info(paths: tuple[Path, ...]) -> None:
+    """Summarise stores (a folder or .h5 files): utterances, frames, dims and provenance."""
+    files = [f for p in paths for f in (sorted(p.glob("*.h5")) if p.is_dir() else [p])]
+    for f in files:
+        try:
+            with FeatureStore(f) as s:
+                prov = s.provenance
+                click.echo(f"{f}: {len(s)} utterances, {int(s.offsets[-1])} frames x {s.dims} ({prov.get('dtype')}), "
+                           f"{len(s.skipped)} skipped")
+                for key in ("feature", "encoder", "weights_sha256", "layer", "frame_rate_hz", "crop_s",
+                            "compute_dtype", "manifest_sha256", "shard"):
+                    click.echo(f"    {key:<16} {prov.get(key)}")
+        except StoreError as e:
+            click.echo(f"{f}: {e}")
