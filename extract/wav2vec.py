@@ -1,0 +1,129 @@
+"""The paper's encoder: wav2vec 1.0 large context vectors ``c`` (512 dims, 100 frames/s).
+
+Spec ``wav2vec`` (the released checkpoint, downloaded once into the cache) or ``wav2vec:<path or URL>``.
+The model is :class:`extract.wav2vec_model.Wav2VecModel`, a plain-PyTorch port of fairseq's, loaded from an
+original fairseq checkpoint. Frames for ``n`` samples: ``floor((n - 465) / 160) + 1`` for the large model
+(its first frame sees 465 samples, so :attr:`min_samples` is 465); a padded batch gives the same frames as
+encoding each utterance alone (masked normalisation, see :mod:`extract.wav2vec_model`).
+
+Importing this module is cheap: torch is imported when a feature set is built.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .feature_set import SAMPLE_RATE, FeatureSet
+from .registry import register
+
+if TYPE_CHECKING:
+    from .wav2vec_model import Wav2VecModel
+
+ENCODER_CLASS = "fairseq.Wav2VecModel (plain-PyTorch port)"
+COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
+
+
+class Wav2VecFeatureSet(FeatureSet):
+    """wav2vec 1.0 context vectors: float32 [frames, dims] per utterance, one frame per hop (10 ms for large).
+
+    Args:
+        model: a loaded :class:`~extract.wav2vec_model.Wav2VecModel`.
+        encoder: the checkpoint path or URL as the user gave it (recorded in provenance).
+        checkpoint_path: the local file the weights came from (hashed for provenance).
+    """
+
+    name = "wav2vec"
+    modality = "audio"
+
+    def __init__(self, model: "Wav2VecModel", encoder: str, checkpoint_path: str | None = None) -> None:
+        self.model = model.eval()
+        self.encoder = encoder
+        self.checkpoint_path = checkpoint_path
+        self.spec = f"wav2vec:{encoder}"
+        self.dims = model.output_dim
+        self.frame_rate_hz = model.frame_rate_hz
+        self.min_samples = model.receptive_field
+        self.device = "cpu"
+        self.compute_dtype = "float32"
+        self._sha256: str | None = None
+
+    # -- FeatureSet -----------------------------------------------------------------------------------------
+    def provenance(self) -> dict[str, Any]:
+        cfg = self.model.cfg
+        if self._sha256 is None and self.checkpoint_path is not None:
+            from ser_common.provenance import sha256_file
+            self._sha256 = sha256_file(self.checkpoint_path)
+        return {
+            "feature": self.name, "spec": self.spec, "modality": self.modality,
+            "encoder": self.encoder, "encoder_class": ENCODER_CLASS, "weights_sha256": self._sha256,
+            "layer": None, "output": "c", "frame_rate_hz": self.frame_rate_hz, "dims": self.dims,
+            "sample_rate": SAMPLE_RATE,
+            "conv_feature_layers": [list(x) for x in cfg.conv_feature_layers],
+            "conv_aggregator_layers": [list(x) for x in cfg.conv_aggregator_layers],
+            "receptive_field_samples": self.model.receptive_field, "hop_samples": self.model.hop_length,
+            "log_compression": cfg.log_compression, "skip_connections_feat": cfg.skip_connections_feat,
+            "skip_connections_agg": cfg.skip_connections_agg, "residual_scale": cfg.residual_scale,
+            "padding": "zero-padded batches with per-utterance (masked) GroupNorm statistics",
+        }
+
+    def to(self, device: str, compute_dtype: str = "float32") -> "Wav2VecFeatureSet":
+        """Move to ``cpu``/``cuda[:i]``; on CUDA, bfloat16/float16 run under ``torch.autocast`` (weights and
+        GroupNorm statistics stay float32). On the CPU computation stays float32 whatever is asked."""
+        if compute_dtype not in COMPUTE_DTYPES:
+            raise ValueError(f"compute_dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {compute_dtype!r}")
+        import torch
+
+        dev = torch.device(device)
+        if dev.type not in ("cpu", "cuda"):
+            raise ValueError(f"device must be cpu or cuda, got {device!r}")
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("device 'cuda' requested but torch sees no CUDA device")
+        if dev.type == "cpu" and compute_dtype != "float32":
+            warnings.warn(f"wav2vec on the CPU computes in float32 (asked for {compute_dtype})", stacklevel=2)
+            compute_dtype = "float32"
+        self.model.to(dev)
+        self.device = str(dev)
+        self.compute_dtype = compute_dtype
+        return self
+
+    def encode(self, waves: list[np.ndarray]) -> list[np.ndarray]:
+        """``waves[i]`` float32 [samples_i] at 16 kHz (>= :attr:`min_samples`) -> float32 [frames_i, dims].
+
+        One zero-padded batch; each result equals encoding that utterance alone (to float rounding).
+        """
+        import torch
+
+        for i, w in enumerate(waves):
+            if np.asarray(w).ndim != 1:
+                raise ValueError(f"waves[{i}] must be mono [samples], got shape {np.asarray(w).shape}")
+            if len(w) < self.min_samples:
+                raise ValueError(f"waves[{i}] has {len(w)} samples, fewer than the {self.min_samples} "
+                                 f"({1000 * self.min_samples / SAMPLE_RATE:.0f} ms) that give one wav2vec frame")
+        autocast = None if self.compute_dtype == "float32" else getattr(torch, self.compute_dtype)
+        with torch.inference_mode():
+            return self.model.encode_batch([np.asarray(w, dtype=np.float32) for w in waves],
+                                           device=self.device, autocast_dtype=autocast)
+
+    def frames_for(self, samples: int) -> int:
+        """Frames produced for ``samples`` input samples (``floor((n - 465) / 160) + 1`` for large)."""
+        return self.model.num_frames(samples)
+
+    @property
+    def max_batch_samples(self) -> int:
+        """16 x 5 s of padded audio per batch on a GPU, 4 x 5 s on the CPU."""
+        return SAMPLE_RATE * 5 * (16 if self.device.startswith("cuda") else 4)
+
+
+@register("wav2vec", "wav2vec 1.0 large context vectors c (512 dims, 100 frames/s); argument: checkpoint path or URL")
+def build_wav2vec(arg: str | None) -> Wav2VecFeatureSet:
+    """``wav2vec`` (the released large checkpoint, cached) or ``wav2vec:<path or URL>``."""
+    from .checkpoints import WAV2VEC_LARGE_URL, resolve_checkpoint
+    from .wav2vec_model import Wav2VecModel
+
+    encoder = arg or WAV2VEC_LARGE_URL
+    path = resolve_checkpoint(encoder)
+    model = Wav2VecModel.from_checkpoint(path)
+    return Wav2VecFeatureSet(model, encoder=encoder, checkpoint_path=str(path))
