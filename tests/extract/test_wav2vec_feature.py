@@ -88,7 +88,7 @@ def test_to_cpu(fs):
     with pytest.raises(ValueError, match="compute_dtype"):
         fs.to("cpu", "int8")
     fs.to("cpu")
-    assert fs.max_batch_samples == 16000 * 5 * 4
+    assert fs.max_batch_samples == 16000 * 5
 
 
 def test_default_spec_offline_fails_fast(tmp_path, monkeypatch):
