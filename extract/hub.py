@@ -1,0 +1,300 @@
+"""Loading pre-trained transformers models: local paths, the Hugging Face hub, failing fast when it is offline.
+
+Shared by the transformers-backed feature sets (:mod:`extract.bert`, :mod:`extract.hf`):
+
+* :func:`load_pretrained` wraps ``loader.from_pretrained``: a local directory is used as is; a hub id is
+  looked up in the local HF cache first (``local_files_only=True``), then, only if ``huggingface.co`` (or
+  ``$HF_ENDPOINT``) answers a TCP connect within 3 s, downloaded. Offline (``HF_HUB_OFFLINE`` /
+  ``TRANSFORMERS_OFFLINE`` set, no route, DNS failure, connection refused) it raises
+  :class:`ModelNotAvailableError` within seconds, saying which model, why, and how to pass a local copy
+  (``bert:/path/to/bert-base-uncased``) instead of hanging in retries.
+* :func:`weights_sha256`: the provenance hash of the weights a model was loaded from.
+* :func:`hidden_states`, :func:`autocast`, :func:`quiet_transformers`: small forward-pass helpers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import socket
+import threading
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+from urllib.parse import urlparse
+
+from ser_common.provenance import sha256_file
+
+HUB_HOST = "huggingface.co"
+REACHABILITY_TIMEOUT_S = 3.0
+"""Seconds a TCP connect (DNS included) to the hub may take before the hub counts as unreachable."""
+
+_TRUE = {"1", "true", "yes", "on"}
+COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
+
+
+class ModelNotAvailableError(OSError):
+    """A model named by a hub id cannot be loaded: the hub is offline/unreachable, or the id is unknown."""
+
+
+# ---- hub ids and paths -----------------------------------------------------------------------------------
+def hub_offline_env() -> str | None:
+    """The name of the set offline switch (``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE``), else ``None``."""
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        if os.environ.get(var, "").strip().lower() in _TRUE:
+            return var
+    return None
+
+
+def hub_endpoint() -> tuple[str, int]:
+    """(host, port) of the hub: ``$HF_ENDPOINT`` if set (a mirror), else ``huggingface.co:443``."""
+    url = urlparse(os.environ.get("HF_ENDPOINT") or f"https://{HUB_HOST}")
+    port = url.port or (80 if url.scheme == "http" else 443)
+    return url.hostname or HUB_HOST, port
+
+
+def hub_reachable(timeout: float = REACHABILITY_TIMEOUT_S) -> bool:
+    """True if a TCP connection to the hub opens within ``timeout`` seconds (DNS lookup included).
+
+    The lookup runs in a daemon thread so a hanging resolver cannot stall the caller past ``timeout``.
+    """
+    host, port = hub_endpoint()
+    ok: list[bool] = []
+
+    def probe() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                ok.append(True)
+        except OSError:
+            ok.append(False)
+
+    t = threading.Thread(target=probe, daemon=True, name="hub-probe")
+    t.start()
+    t.join(timeout)
+    return bool(ok and ok[0])
+
+
+def looks_like_path(name_or_path: str) -> bool:
+    """True for strings that can only be file-system paths (``/x``, ``./x``, ``~/x``, ``a/b/c``, ``x/``).
+
+    A hub id is ``name`` or ``owner/name``; an existing directory is always a path.
+    """
+    s = str(name_or_path)
+    return (s.startswith((".", "/", "~", "\\")) or s.endswith(("/", os.sep)) or s.count("/") > 1
+            or os.sep != "/" and os.sep in s or Path(s).expanduser().exists())
+
+
+def local_hint(name_or_path: str, spec_prefix: str = "bert", spec_suffix: str = "") -> str:
+    """How to pass a local copy on the command line, e.g. ``bert:/path/to/bert-base-uncased``."""
+    base = str(name_or_path).rstrip("/").split("/")[-1] or "model"
+    return f"{spec_prefix}:/path/to/{base}{spec_suffix}"
+
+
+def _unavailable(name: str, why: str, hint: str) -> ModelNotAvailableError:
+    return ModelNotAvailableError(
+        f"cannot load model {name!r}: {why}. It is not in the local Hugging Face cache either. "
+        f"Download it on a machine with access (e.g. `huggingface-cli download {name} --local-dir "
+        f"/path/to/{name.split('/')[-1]}`) and pass the local directory instead of the hub id: `{hint}`.")
+
+
+def load_pretrained(loader: Any, name_or_path: str | os.PathLike, *, spec_prefix: str = "bert",
+                    spec_suffix: str = "", reachability_timeout: float = REACHABILITY_TIMEOUT_S,
+                    **kw: Any) -> Any:
+    """``loader.from_pretrained(name_or_path, **kw)``, failing fast and clearly when a hub id cannot be had.
+
+    Args:
+        loader: anything with ``from_pretrained`` (``AutoModel``, ``AutoTokenizer``, ``WhisperModel``, …).
+        name_or_path: a local model directory, or a hub id (``bert-base-uncased``, ``facebook/hubert-base-ls960``).
+        spec_prefix, spec_suffix: used in the error's hint (``hf`` + ``@6`` -> ``hf:/path/to/model@6``).
+        reachability_timeout: seconds the hub probe may take.
+        **kw: passed to ``from_pretrained``.
+
+    Order for a hub id: the local HF cache (``local_files_only=True``); then, unless an offline switch is set
+    or the hub does not answer a TCP connect within ``reachability_timeout``, the hub.
+
+    Raises:
+        FileNotFoundError: ``name_or_path`` is a path (``/…``, ``./…``, ``a/b/c``) that is not a directory.
+        ModelNotAvailableError: a hub id that is neither cached nor downloadable (offline, unreachable,
+            or unknown to the hub).
+    """
+    name = str(name_or_path)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        with no_load_bars():
+            return loader.from_pretrained(str(path), **kw)
+    hint = local_hint(name, spec_prefix, spec_suffix)
+    if looks_like_path(name):
+        raise FileNotFoundError(f"model directory {name!r} does not exist (or is not a directory); "
+                                f"expected a Hugging Face model folder (config.json + weights), e.g. `{hint}`")
+    try:
+        with no_load_bars():
+            return loader.from_pretrained(name, **{**kw, "local_files_only": True})
+    except (OSError, ValueError):
+        pass  # not (completely) in the cache
+    offline = hub_offline_env()
+    if offline:
+        raise _unavailable(name, f"the Hugging Face hub is switched off ({offline} is set)", hint)
+    if not hub_reachable(reachability_timeout):
+        host, port = hub_endpoint()
+        raise _unavailable(name, f"the Hugging Face hub is unreachable ({host}:{port} did not answer within "
+                                 f"{reachability_timeout:g} s; no network?)", hint)
+    try:
+        return loader.from_pretrained(name, **kw)
+    except OSError as e:  # transformers reports connection problems and unknown repos as OSError
+        raise _unavailable(name, f"download failed ({type(e).__name__}: {e})", hint) from e
+
+
+# ---- weights hash ----------------------------------------------------------------------------------------
+_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+_HASH_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+def resolve_model_dir(model_or_path: Any) -> Path | None:
+    """The directory a model's files are in: a local directory as is; a hub id -> its cached snapshot.
+
+    Accepts a path/id string or a loaded model (its ``name_or_path``). ``None`` for random models (empty
+    ``name_or_path``) and for ids not in the local cache.
+    """
+    if model_or_path is None:
+        return None
+    if isinstance(model_or_path, (str, os.PathLike)):
+        name = str(model_or_path)
+    else:
+        name = str(getattr(model_or_path, "name_or_path", "") or "")
+    if not name:
+        return None
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return path
+    if looks_like_path(name):
+        return None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(name, "config.json")
+    except Exception:  # noqa: BLE001 - a malformed id is just "not cached"
+        return None
+    return Path(found).parent if isinstance(found, str) else None
+
+
+def weight_files(model_dir: str | os.PathLike) -> list[Path]:
+    """The weights files transformers loads from ``model_dir``, sorted by name (safetensors preferred).
+
+    Sharded checkpoints are read from their ``*.index.json``; an empty list when there are none.
+    """
+    d = Path(model_dir)
+    for single in _WEIGHT_FILES:
+        index = d / f"{single}.index.json"
+        if index.is_file():
+            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            return [d / s for s in shards]
+        if (d / single).is_file():
+            return [d / single]
+    return sorted(d.glob("*.safetensors"))
+
+
+def _cached_sha256(path: Path) -> str:
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _HASH_CACHE:
+        _HASH_CACHE[key] = sha256_file(path)
+    return _HASH_CACHE[key]
+
+
+def weights_sha256(model_dir_or_resolved: Any) -> str | None:
+    """sha256 (hex) of the weights a model was loaded from, for provenance.
+
+    ``model_dir_or_resolved``: a model directory, a cached hub id, or a loaded model (its ``name_or_path``).
+    One file (``model.safetensors`` or ``pytorch_model.bin``): its sha256. Several shards: the sha256 of the
+    concatenated per-shard hex digests, in file-name order. ``None`` for random models (no directory, no
+    weights file). Hashes are cached per (file, size, mtime).
+    """
+    d = resolve_model_dir(model_dir_or_resolved)
+    if d is None:
+        return None
+    files = weight_files(d)
+    if not files:
+        return None
+    digests = [_cached_sha256(f) for f in files]
+    if len(digests) == 1:
+        return digests[0]
+    return hashlib.sha256("".join(digests).encode("ascii")).hexdigest()
+
+
+# ---- forward-pass helpers ---------------------------------------------------------------------------------
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' warnings (e.g. a load report listing deliberately missing weights) for a block."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+
+
+@contextlib.contextmanager
+def no_load_bars() -> Iterator[None]:
+    """Hide transformers' "Loading weights" progress bar for a local load (downloads keep theirs)."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    if was:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
+
+
+def check_compute_dtype(device: str, compute_dtype: str) -> str:
+    """The dtype actually computed in: ``compute_dtype`` on CUDA, always ``float32`` on CPU."""
+    if compute_dtype not in COMPUTE_DTYPES:
+        raise ValueError(f"compute_dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {compute_dtype!r}")
+    return compute_dtype if str(device).startswith("cuda") else "float32"
+
+
+def autocast(device: str, compute_dtype: str) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` on CUDA for bfloat16/float16; a no-op context for float32 or CPU."""
+    import torch
+
+    if str(device).startswith("cuda") and compute_dtype != "float32":
+        return torch.autocast("cuda", dtype=getattr(torch, compute_dtype))
+    return contextlib.nullcontext()
+
+
+def hidden_states(model: Any, layers: Sequence[int], **inputs: Any) -> dict[int, Any]:
+    """Run ``model(**inputs)`` once and return ``{layer: hidden_states[layer]}`` (tensors [batch, T, D]).
+
+    Asks transformers (>= 5) for the selected layers only (``output_hidden_states=[…]``, which keeps the
+    others out of memory) and falls back to all of them on models that do not take a selection.
+    """
+    layers = list(layers)
+    try:
+        out = model(**inputs, output_hidden_states=layers)
+        hs = out.hidden_states
+        if hs is None or any(i >= len(hs) or hs[i] is None for i in layers):
+            raise TypeError("hidden-state selection not supported")
+    except TypeError:
+        out = model(**inputs, output_hidden_states=True)
+        hs = out.hidden_states
+    return {i: hs[i] for i in layers}
+
+
+def sanitize_name(s: str) -> str:
+    """A string made safe for a store file stem: ``/`` and other odd characters -> ``-``."""
+    out = "".join(c if c.isalnum() or c in "._-" else "-" for c in s.strip().rstrip("/"))
+    return out.strip("-.") or "model"
+
+
+def model_basename(name_or_path: str) -> str:
+    """``/x/minilm-l6-v2`` -> ``minilm-l6-v2``; hub id ``owner/name`` -> ``owner-name``."""
+    s = str(name_or_path).rstrip("/\\")
+    if Path(s).expanduser().is_dir() or looks_like_path(s):
+        return sanitize_name(Path(s).name)
+    return sanitize_name(s.replace("/", "-"))
+
