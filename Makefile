@@ -27,6 +27,11 @@ RAVDESS  ?= $(SHARED)/data/ravdess
 WHISPER  ?= $(SHARED)/models/whisper-base-encoder
 WHISPER_LAYER ?= 4
 MINILM   ?= $(SHARED)/models/minilm-l6-v2
+AUDIO    ?=
+K        ?= 125
+SCHEDULE_OPTS ?= --also-converged
+AL_SEEDS ?= 0,1,2
+BENCH_N  ?= 500
 
 SER_MANIFEST := $(BIN)/ser-manifest
 SER_EXTRACT  := $(BIN)/ser-extract
@@ -74,25 +79,30 @@ extract: $(MANIFESTS)/iemocap.jsonl
 
 $(STORES)/%/.shared-extract.done: $(MANIFESTS)/%.jsonl
 	$(SER_EXTRACT) --manifest $< --out $(STORES)/$* $(EXTRACT_OPTS) \
-	  --feature lld --feature hf:$(WHISPER)@$(WHISPER_LAYER) --feature bert:$(MINILM)
+	  --feature lld --feature hf:$(WHISPER)@all --feature bert:$(MINILM)
 	touch $@
 
 # ---- stage 3: training, tables and figures ---------------------------------------------------------------
 train-all:
 	@test -d $(STORES)/$(CORPUS) || { echo "no stores in $(STORES)/$(CORPUS): run 'make extract' (or 'make demo') first"; exit 1; }
-	$(SER_TRAIN) tables --stores $(STORES)/$(CORPUS) --out $(RESULTS)/$(CORPUS) --seeds $(SEEDS) --device $(DEVICE)
+	$(SER_TRAIN) tables --stores $(STORES)/$(CORPUS) --out $(RESULTS)/$(CORPUS) --seeds $(SEEDS) --device $(DEVICE) \
+	  --k $(K) $(SCHEDULE_OPTS) $(if $(AUDIO),--audio $(AUDIO))
 
 demo: $(STORES)/emodb/.shared-extract.done
-	$(MAKE) train-all CORPUS=emodb
+	$(MAKE) train-all CORPUS=emodb AUDIO=hf-whisper-base-encoder-l$(WHISPER_LAYER)
 	@echo "demo done: see $(RESULTS)/emodb/"
 
 shared-results: $(STORES)/emodb/.shared-extract.done $(STORES)/ravdess/.shared-extract.done
-	$(MAKE) train-all CORPUS=emodb
-	$(MAKE) train-all CORPUS=ravdess
+	$(MAKE) train-all CORPUS=emodb AUDIO=hf-whisper-base-encoder-l$(WHISPER_LAYER)
+	$(MAKE) train-all CORPUS=ravdess AUDIO=hf-whisper-base-encoder-l$(WHISPER_LAYER)
+	$(BIN)/python benchmarks/layer_sweep.py --stores $(STORES)/ravdess --out $(RESULTS)/ravdess/layer_sweep.md
+	$(BIN)/python benchmarks/active_learning.py --store $(STORES)/ravdess/hf-whisper-base-encoder-l$(WHISPER_LAYER).h5 \
+	  --out $(RESULTS)/ravdess/active_learning --seeds $(AL_SEEDS)
 
 bench:
-	$(BIN)/python benchmarks/bench_extract.py --feature lld --n 200
-	$(BIN)/python benchmarks/bench_train.py
+	$(BIN)/python benchmarks/bench_extract.py --workload iemocap-synth --feature lld --feature wav2vec:random-large \
+	  --n $(BENCH_N) --naive-n 50 --device $(DEVICE)
+	$(BIN)/python benchmarks/bench_train.py --device $(DEVICE)
 
 clean-stores:
 	rm -rf $(STORES)

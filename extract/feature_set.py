@@ -67,6 +67,9 @@ class FeatureSet(ABC):
         """Audio: output name -> per-utterance float32 [frames_i, dims]. Default: ``{name: encode(waves)}``."""
         return {self.name: self.encode(waves)}
 
+    max_batch_items: int = 256
+    """Most utterances per pipeline batch (whatever their length)."""
+
     @property
     def max_batch_samples(self) -> int:
         """Budget of padded samples per batch (the pipeline batches by length up to this)."""

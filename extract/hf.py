@@ -343,6 +343,11 @@ class WhisperEncoderFeatureSet(HFSpeechFeatureSet):
         :attr:`batch_items` windows (16 on GPU, 4 on CPU by default), each costing 30 s of compute."""
         return self.window * self._items_per_pass() * 4
 
+    @property
+    def max_batch_items(self) -> int:
+        """Utterances per pipeline batch: a few forward passes' worth, so progress and commits stay fine-grained."""
+        return self._items_per_pass() * 4
+
     def _extra_provenance(self) -> dict[str, Any]:
         return {"window_s": self.window / SAMPLE_RATE, "num_mel_bins": int(self.model.config.num_mel_bins),
                 "hop_length": self.hop, "padding": "each input padded to the 30 s window; real frames kept "

@@ -346,7 +346,7 @@ def _run_audio(fs: FeatureSet, records: list[ManifestRecord], positions: list[in
     else:
         fs.to(device, compute_dtype)
         budget = cfg.batch_samples or fs.max_batch_samples
-        batches = length_batches(positions, lengths, budget)
+        batches = length_batches(positions, lengths, budget, max_items=int(fs.max_batch_items))
     items = [[(p, records[p].audio, records[p].start, records[p].end) for p in b] for b in batches]
     args = (cfg.crop_s, fs.min_samples, getattr(fs, "spec", fs.name) if in_workers else None)
     if in_workers and cfg.workers <= 0:
