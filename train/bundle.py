@@ -1,0 +1,249 @@
+"""Fitted-model bundles: fit on a store, save, and predict on (or rank for labelling) another store.
+
+A bundle (``torch.save`` of plain tensors/dicts, loadable with ``weights_only=True``) holds the head name,
+its :class:`TrainConfig`, the class list, the state dict, the normalisation statistics, and the subset of
+each training store's provenance that a store must match at predict time (:data:`MATCH_KEYS`: same
+features from the same encoder weights and layer, same cropping, frame rate and dims). ``compute_dtype``
+and bookkeeping (manifest hash, dates, versions) are deliberately not compared.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ser_common.folds import sample_per_class
+from ser_common.store import StoreError
+
+from .config import TrainConfig
+from .data import Inputs, StoreData, make_inputs
+from .heads import build_head
+from .normalization import Standardizer
+from .trainer import FittedModel, Job, fit_jobs, head_in_dims, predict_proba
+
+BUNDLE_FORMAT = "ser-train-bundle"
+BUNDLE_VERSION = 1
+MATCH_KEYS = ("feature", "encoder", "weights_sha256", "layer", "crop_s", "frame_rate_hz", "dims", "sample_rate")
+STRATEGIES = ("entropy", "margin", "random")
+
+
+class ProvenanceMismatch(StoreError):
+    """A store whose features differ from those a bundle was trained on; the message names the keys."""
+
+
+def provenance_subset(provenance: dict[str, Any]) -> dict[str, Any]:
+    """The :data:`MATCH_KEYS` of a provenance dict (JSON-normalised; absent keys are ``None``)."""
+    return json.loads(json.dumps({k: provenance.get(k) for k in MATCH_KEYS}, sort_keys=True, default=str))
+
+
+@dataclass(eq=False)
+class Bundle:
+    """A fitted model with everything needed to use it on another store."""
+
+    head: str
+    config: TrainConfig
+    classes: tuple[str, ...]
+    in_dims: int | tuple[int, int]
+    state_dict: dict[str, torch.Tensor]
+    standardizers: list[Standardizer]
+    provenance: list[dict[str, Any]]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def model(self) -> FittedModel:
+        head = build_head(self.head, self.in_dims, len(self.classes), self.config)
+        head.load_state_dict(self.state_dict)
+        head.eval()
+        return FittedModel(self.head, head, tuple(self.standardizers), self.classes,
+                           self.meta.get("epochs", 0), self.meta.get("steps", 0))
+
+
+def fit_bundle(inputs: Inputs, head: str, cfg: TrainConfig, k: int | None = None, seed: int = 0,
+               device: str = "cpu") -> Bundle:
+    """Fit ``head`` on every labelled row of ``inputs`` (or ``k`` per class of them, drawn with ``seed``)."""
+    rows = inputs.labelled
+    if len(rows) == 0:
+        raise StoreError(f"{inputs.audio.path}: no labelled utterance to fit on")
+    if k is not None:
+        rows = sample_per_class(inputs.y, rows, k, seed)
+    model = fit_jobs(inputs, head, cfg, [Job(rows, seed, 0)], device)[0]
+    counts = np.bincount(inputs.y[rows], minlength=len(inputs.classes))
+    return Bundle(head=head, config=cfg, classes=inputs.classes, in_dims=head_in_dims(head, inputs),
+                  state_dict={n: t.detach().cpu() for n, t in model.head.state_dict().items()},
+                  standardizers=[s for s in model.standardizers],
+                  provenance=[provenance_subset(s.provenance) for s in inputs.stores],
+                  meta={"k": k, "seed": seed, "n_train": int(len(rows)), "epochs": model.epochs,
+                        "steps": model.steps, "train_counts": dict(zip(inputs.classes, counts.tolist())),
+                        "stores": [str(Path(s.path).resolve()) for s in inputs.stores],
+                        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+
+
+def save_bundle(bundle: Bundle, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    in_dims = list(bundle.in_dims) if isinstance(bundle.in_dims, tuple) else bundle.in_dims
+    torch.save({"format": BUNDLE_FORMAT, "version": BUNDLE_VERSION, "head": bundle.head,
+                "config": bundle.config.to_dict(), "classes": list(bundle.classes), "in_dims": in_dims,
+                "state_dict": bundle.state_dict, "standardizers": [s.state() for s in bundle.standardizers],
+                "provenance": bundle.provenance, "meta": json.loads(json.dumps(bundle.meta, default=str))}, path)
+    return path
+
+
+def load_bundle(path: str | os.PathLike) -> Bundle:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such model bundle (make one with `ser-train fit`)")
+    try:
+        d = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file gets the same clear message
+        raise ValueError(f"{path}: not a ser-train model bundle ({e})") from e
+    if not isinstance(d, dict) or d.get("format") != BUNDLE_FORMAT:
+        raise ValueError(f"{path}: not a ser-train model bundle")
+    if d.get("version") != BUNDLE_VERSION:
+        raise ValueError(f"{path}: bundle version {d.get('version')} is not {BUNDLE_VERSION}")
+    in_dims = tuple(d["in_dims"]) if isinstance(d["in_dims"], list) else int(d["in_dims"])
+    return Bundle(head=d["head"], config=TrainConfig.from_dict(d["config"]), classes=tuple(d["classes"]),
+                  in_dims=in_dims, state_dict=d["state_dict"],
+                  standardizers=[Standardizer(s["mean"], s["std"]) for s in d["standardizers"]],
+                  provenance=d["provenance"], meta=d["meta"])
+
+
+def check_provenance(bundle: Bundle, stores: Sequence[StoreData]) -> None:
+    """Raise :class:`ProvenanceMismatch` unless each store matches the bundle's training stores."""
+    if len(stores) != len(bundle.provenance):
+        need = "an audio and a text store (--text)" if len(bundle.provenance) == 2 else "one store (no --text)"
+        raise ProvenanceMismatch(f"the bundle's head {bundle.head!r} was trained on {need}, got "
+                                 f"{', '.join(str(s.path) for s in stores)}")
+    for store, want in zip(stores, bundle.provenance):
+        have = provenance_subset(store.provenance)
+        diff = {k: (want.get(k), have.get(k)) for k in MATCH_KEYS if want.get(k) != have.get(k)}
+        if diff:
+            detail = "; ".join(f"{k}: trained on {a!r}, store has {b!r}" for k, (a, b) in diff.items())
+            raise ProvenanceMismatch(f"{store.path}: features differ from those the model was trained on "
+                                     f"({', '.join(diff)}): {detail}")
+
+
+def bundle_inputs(bundle: Bundle, audio: StoreData, text: StoreData | None = None,
+                  intersect: bool = False) -> Inputs:
+    """Check provenance and build :class:`Inputs` with the bundle's classes."""
+    stores = [audio] + ([text] if text is not None else [])
+    check_provenance(bundle, stores)
+    return make_inputs(audio, text, classes=bundle.classes, intersect=intersect)
+
+
+@dataclass(eq=False)
+class Predictions:
+    """``utt_ids``, ``labels`` (``""`` when unknown), ``pred`` (class index) and ``proba`` [N × C]."""
+
+    classes: tuple[str, ...]
+    utt_ids: np.ndarray
+    labels: np.ndarray
+    pred: np.ndarray
+    proba: np.ndarray
+
+    def write_csv(self, path: str | os.PathLike) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["utt_id", "label", "pred", *[f"p_{c}" for c in self.classes]])
+            for u, lab, p, pr in zip(self.utt_ids, self.labels, self.pred, self.proba):
+                w.writerow([u, lab, self.classes[p], *[f"{v:.6f}" for v in pr]])
+        return path
+
+
+def predict(bundle: Bundle, inputs: Inputs, device: str = "cpu", rows: np.ndarray | None = None) -> Predictions:
+    """Predict every row of ``inputs`` (from :func:`bundle_inputs`), or ``rows``."""
+    rows = np.arange(inputs.n) if rows is None else np.asarray(rows, dtype=np.int64)
+    proba = predict_proba(bundle.model(), inputs, rows, device, eval_batch=bundle.config.eval_batch)
+    return Predictions(bundle.classes, inputs.audio.utt_ids[rows], inputs.audio.labels[rows],
+                       proba.argmax(1) if len(rows) else np.zeros(0, np.int64), proba)
+
+
+def uncertainty(proba: np.ndarray, strategy: str, seed: int = 0) -> np.ndarray:
+    """Higher = ask for a label first. ``entropy``: -Σ p ln p; ``margin``: 1 - (p₁ - p₂); ``random``: U(0, 1)."""
+    if strategy == "entropy":
+        return -(proba * np.log(np.clip(proba, 1e-12, 1.0))).sum(1)
+    if strategy == "margin":
+        top = np.sort(proba, axis=1)[:, ::-1]
+        second = top[:, 1] if proba.shape[1] > 1 else 0.0
+        return 1.0 - (top[:, 0] - second)
+    if strategy == "random":
+        return np.random.default_rng(seed).random(len(proba))
+    raise ValueError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
+
+
+def read_id_list(path: str | os.PathLike) -> set[str]:
+    """Utterance ids from a ``.jsonl`` (field ``utt_id``), ``.csv`` (column ``utt_id``) or text file (one a line)."""
+    path = Path(path)
+    text = path.read_text()
+    if path.suffix == ".jsonl":
+        out = set()
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                rec = json.loads(line)
+                if "utt_id" not in rec:
+                    raise ValueError(f"{path}:{n}: record has no utt_id")
+                out.add(str(rec["utt_id"]))
+        return out
+    if path.suffix == ".csv":
+        rows = list(csv.DictReader(text.splitlines()))
+        if rows and "utt_id" not in rows[0]:
+            raise ValueError(f"{path}: no utt_id column")
+        return {r["utt_id"] for r in rows}
+    return {line.strip() for line in text.splitlines() if line.strip()}
+
+
+def suggest(bundle: Bundle, inputs: Inputs, n: int = 100, strategy: str = "entropy", balanced: bool = False,
+            exclude: set[str] | None = None, include_labelled: bool = False, seed: int = 0,
+            device: str = "cpu") -> list[dict[str, Any]]:
+    """Rank pool utterances for labelling: the ``n`` with the highest :func:`uncertainty` score.
+
+    Rows with a label (unless ``include_labelled``) and ids in ``exclude`` are skipped. ``balanced``: take
+    the best-scored utterance of each predicted class in turn (round-robin in class order).
+    Returns dicts: rank, utt_id, score, pred, p_<class>….
+    """
+    if n < 1:
+        raise ValueError(f"n must be positive, got {n}")
+    exclude = exclude or set()
+    keep = np.array([(include_labelled or not lab) and u not in exclude
+                     for u, lab in zip(inputs.audio.utt_ids, inputs.audio.labels)], dtype=bool)
+    rows = np.flatnonzero(keep)
+    if len(rows) == 0:
+        return []
+    pr = predict(bundle, inputs, device, rows)
+    score = uncertainty(pr.proba, strategy, seed)
+    order = np.lexsort((pr.utt_ids.astype(str), -score))   # best first, ties by utt_id
+    if balanced:
+        queues = [[i for i in order if pr.pred[i] == c] for c in range(len(bundle.classes))]
+        picked: list[int] = []
+        while len(picked) < min(n, len(order)):
+            for q in queues:
+                if q and len(picked) < n:
+                    picked.append(q.pop(0))
+        order = np.array(picked, dtype=np.int64)
+    out = []
+    for rank, i in enumerate(order[:n], 1):
+        out.append({"rank": rank, "utt_id": pr.utt_ids[i], "score": float(score[i]),
+                    "pred": bundle.classes[pr.pred[i]],
+                    **{f"p_{c}": float(p) for c, p in zip(bundle.classes, pr.proba[i])}})
+    return out
+
+
+def write_suggestions(rows: Sequence[dict[str, Any]], classes: Sequence[str], path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cols = ["rank", "utt_id", "score", "pred", *[f"p_{c}" for c in classes]]
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in r.items()})
+    return path

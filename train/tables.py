@@ -1,0 +1,334 @@
+"""The paper's tables and figure from a folder of stores (``ser-train tables``).
+
+Stores are recognised from their provenance: the LLD store (feature ``lld`` or file ``lld.h5``), the
+pre-trained audio store (any other audio store; ``audio=NAME`` picks one when there are several) and the
+text store (modality ``text``; ``text=NAME`` when several). Outputs in ``out``:
+
+``table1.md``   the four acoustic heads at k utterances per class: LLD UA, pre-trained UA, improvement
+``figure2.png`` + ``curve.csv``  learning curve of the ``mlp`` head on LLD and on the pre-trained store
+``table2.md``   full data: the best acoustic head on the pre-trained store, and ``bimodal`` (audio + text)
+``results.json`` every number with its run folder; ``summary.md`` a README-ready summary
+``runs/``       one run folder per cross-validation run (identical runs are done once and shared)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from ser_common.store import FeatureStore, StoreError, list_stores
+
+from .config import TrainConfig, schedule_config
+from .data import Inputs, StoreData, load_store, make_inputs
+from .protocol import DEFAULT_KS, CVResult, CurveResult, cross_validate, resolve_ks
+from .reports import md_table, pct, plot_curve, pm, write_curve_csv
+from .runs import command_line, write_run
+
+ACOUSTIC_HEADS = ("mean", "meanmax", "attention", "mlp")
+CURVE_HEAD = "mlp"
+PAPER_TABLE1 = "Boigne et al. (2020), IEMOCAP, 4 classes: LLD UA 49.7-51.6 %, wav2vec UA 54.9-58.5 % across the four heads"
+PAPER_TABLE2 = "Boigne et al. (2020), IEMOCAP, 4 classes, full data: wav2vec + mlp 64.3 %, wav2vec + BERT (bimodal) 73.9 %"
+
+
+@dataclass(frozen=True)
+class StoreSet:
+    """The stores ``tables`` uses (``lld`` and ``text`` may be absent)."""
+
+    corpus: str
+    pretrained: Path
+    lld: Path | None
+    text: Path | None
+
+
+def _read_meta(path: Path) -> tuple[dict[str, Any], bool]:
+    with FeatureStore(path) as fs:
+        return dict(fs.provenance), bool(fs.is_text)
+
+
+def identify_stores(stores_dir: str | os.PathLike, audio: str | None = None, text: str | None = None) -> StoreSet:
+    """Find the LLD, pre-trained audio and text stores of a stores folder (see module docstring)."""
+    d = Path(stores_dir)
+    paths = list_stores(d)
+    if not paths:
+        raise StoreError(f"{d}: no complete store (*.h5) in this folder")
+    lld, pre, txt = [], [], []
+    corpus = None
+    for p in paths:
+        prov, is_text = _read_meta(p)
+        corpus = corpus or prov.get("corpus") or (Path(prov["manifest"]).stem if prov.get("manifest") else None)
+        if is_text or prov.get("modality") == "text":
+            txt.append(p)
+        elif prov.get("feature") == "lld" or p.stem == "lld":
+            lld.append(p)
+        else:
+            pre.append(p)
+
+    def pick(kind: str, found: list[Path], name: str | None, option: str) -> Path | None:
+        if name is not None:
+            for p in found:
+                if name in (p.name, p.stem):
+                    return p
+            raise StoreError(f"{d}: no {kind} store named {name!r}; {kind} stores: {[p.name for p in found]}")
+        if len(found) > 1:
+            raise StoreError(f"{d}: several {kind} stores {[p.name for p in found]}; choose one with {option} NAME")
+        return found[0] if found else None
+
+    pre_path = pick("pre-trained audio", pre, audio, "--audio")
+    if pre_path is None:
+        raise StoreError(f"{d}: no pre-trained audio store (stores found: {[p.name for p in paths]})")
+    return StoreSet(corpus=str(corpus or d.name), pretrained=pre_path, lld=pick("LLD", lld, None, "--lld"),
+                    text=pick("text", txt, text, "--text"))
+
+
+def _rel(path: Any, root: Path) -> str:
+    try:
+        return os.path.relpath(str(path), str(root))
+    except ValueError:
+        return str(path)
+
+
+class RunCache:
+    """Runs each distinct (inputs, head, k, config) once, writes its run folder, and advances a progress bar."""
+
+    def __init__(self, out: Path, seeds: Sequence[int], device: str, progress: Any = None, workers: int = 1):
+        self.out, self.seeds, self.device, self.progress = out, tuple(seeds), device, progress
+        self.workers = workers
+        self.results: dict[tuple, CVResult] = {}
+        self._largest: dict[str, int] = {}
+        self.command = command_line()
+
+    def key(self, inputs: Inputs, head: str, k: int | None, cfg: TrainConfig) -> tuple:
+        return (inputs.name, head, self.effective_k(inputs, k), cfg.to_json())
+
+    def effective_k(self, inputs: Inputs, k: int | None) -> int | None:
+        """``None`` when sampling ``k`` per class would take every training utterance (same run as all data)."""
+        if k is None:
+            return None
+        if inputs.name not in self._largest:
+            self._largest[inputs.name] = _largest_class(inputs)
+        return None if k >= self._largest[inputs.name] else k
+
+    def has(self, inputs: Inputs, head: str, k: int | None, cfg: TrainConfig) -> bool:
+        return self.key(inputs, head, k, cfg) in self.results
+
+    def run(self, inputs: Inputs, head: str, k: int | None, cfg: TrainConfig) -> CVResult:
+        key = self.key(inputs, head, k, cfg)
+        if key not in self.results:
+            if self.progress is not None:
+                self.progress.set_postfix_str(f"{head} {inputs.name} k={'all' if k is None else k} {cfg.schedule}")
+            r = cross_validate(inputs, head, cfg, k=key[2], seeds=self.seeds, device=self.device,
+                               workers=self.workers)
+            write_run(r, inputs, self.out / "runs", command=self.command, extra={"schedule": cfg.schedule})
+            self.results[key] = r
+            if self.progress is not None:
+                self.progress.update(1)
+        return self.results[key]
+
+
+def run_tables(stores_dir: str | os.PathLike, out: str | os.PathLike, seeds: Sequence[int] = (0, 1, 2),
+               k: int = 125, schedule: str = "paper", also_converged: bool = False, device: str = "cpu",
+               workers: int = 1,
+               ks: Sequence[int | None] = DEFAULT_KS, audio: str | None = None, text: str | None = None,
+               table2_head: str = "best", overrides: dict[str, Any] | None = None, intersect: bool = False,
+               progress: Callable[..., Any] | None = None) -> dict[str, Any]:
+    """Run every experiment of the tables and write the outputs; returns the ``results.json`` content.
+
+    ``progress(total=N)`` (e.g. ``tqdm``) makes the progress bar over runs; ``workers`` processes fit the
+    folds of frame-level heads (:mod:`train.parallel`).
+    """
+    start = time.perf_counter()
+    if table2_head not in ("best", *ACOUSTIC_HEADS):
+        raise ValueError(f"table 2 head must be 'best' or one of {ACOUSTIC_HEADS}, got {table2_head!r}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    found = identify_stores(stores_dir, audio=audio, text=text)
+    notes: list[str] = []
+    pre_store = load_store(found.pretrained)
+    pre = make_inputs(pre_store)
+    lld = make_inputs(load_store(found.lld), classes=pre.classes) if found.lld else None
+    bim = None
+    if found.text is not None:
+        bim = make_inputs(pre_store, load_store(found.text), classes=pre.classes, intersect=intersect)
+    else:
+        notes.append("no text store: the bimodal row of table 2 is left out")
+    if lld is None:
+        notes.append("no LLD store (feature 'lld'): the LLD column of table 1 and its curve are left out")
+    schedules = [schedule] + (["converged"] if also_converged and schedule != "converged" else [])
+    cfgs = {s: schedule_config(s, **(overrides or {})) for s in schedules}
+    acoustic = [x for x in (lld, pre) if x is not None]
+    curve_ks = {x.name: resolve_ks(x, ks) for x in acoustic}
+    for name, (_, skipped) in curve_ks.items():
+        notes.extend(f"{name}: {s}" for s in skipped)
+    k_largest = max(max(_largest_class(x), 0) for x in acoustic)
+    if k >= k_largest:
+        notes.append(f"k={k} per class is at least the largest class of a training fold ({k_largest}): "
+                     f"table 1 then uses all training data")
+
+    cache = RunCache(out, seeds, device, workers=workers)
+    planned = set()
+    for s, cfg in cfgs.items():
+        for x in acoustic:
+            planned.update(cache.key(x, h, k, cfg) for h in ACOUSTIC_HEADS)
+            planned.update(cache.key(x, CURVE_HEAD, kk, cfg) for kk in curve_ks[x.name][0])
+        planned.add((pre.name, "?table2", None, cfg.to_json()))
+        if bim is not None:
+            planned.add(cache.key(bim, "bimodal", None, cfg))
+    bar = progress(total=len(planned), desc="ser-train tables", unit="run") if progress else None
+    cache.progress = bar
+
+    table1: dict[str, list[dict[str, Any]]] = {}
+    table2: dict[str, list[dict[str, Any]]] = {}
+    curves: dict[str, list[CurveResult]] = {}
+    for s, cfg in cfgs.items():
+        rows = []
+        for h in ACOUSTIC_HEADS:
+            r_pre = cache.run(pre, h, k, cfg)
+            r_lld = cache.run(lld, h, k, cfg) if lld is not None else None
+            rows.append({"head": h, "pretrained": _entry(r_pre, out), "lld": _entry(r_lld, out) if r_lld else None,
+                         "improvement_points": (100 * (r_pre.ua - r_lld.ua)) if r_lld else None})
+        table1[s] = rows
+        curves[s] = [CurveResult(CURVE_HEAD, x.name, [cache.run(x, CURVE_HEAD, kk, cfg) for kk in curve_ks[x.name][0]],
+                                 curve_ks[x.name][1]) for x in acoustic]
+        best = table2_head
+        if best == "best":
+            best = max(rows, key=lambda r: r["pretrained"]["ua"])["head"]
+        if bar is not None and cache.has(pre, best, None, cfg):
+            bar.total -= 1
+            bar.refresh()
+        t2 = [{"model": f"{best} on {pre.name}", "head": best, **_entry(cache.run(pre, best, None, cfg), out)}]
+        if bim is not None:
+            t2.append({"model": f"bimodal ({pre.name} + {bim.text.name})", "head": "bimodal",
+                       **_entry(cache.run(bim, "bimodal", None, cfg), out)})
+        table2[s] = t2
+    if bar is not None:
+        bar.close()
+
+    curve_rows = []
+    for s in schedules:
+        for c in curves[s]:
+            for r in c.rows():
+                curve_rows.append({**r, "schedule": s, "run_dir": _rel(r["run_dir"], out)})
+    write_curve_csv([r for r in curve_rows], out / "curve.csv")
+    plot_curve([r for r in curve_rows if r["schedule"] == schedule], out / "figure2.png",
+               title=f"{found.corpus}: {CURVE_HEAD} head, schedule {schedule}")
+    figures = ["figure2.png"]
+    if len(schedules) > 1:
+        plot_curve([r for r in curve_rows if r["schedule"] == "converged"], out / "figure2-converged.png",
+                   title=f"{found.corpus}: {CURVE_HEAD} head, schedule converged")
+        figures.append("figure2-converged.png")
+
+    stores_info = {role: _store_info(p) for role, p in
+                   (("pretrained", found.pretrained), ("lld", found.lld), ("text", found.text)) if p is not None}
+    results = {"corpus": found.corpus, "stores": stores_info, "schedules": schedules,
+               "train_configs": {s: c.to_dict() for s, c in cfgs.items()}, "seeds": list(seeds), "k": k,
+               "device": device, "workers": workers, "classes": list(pre.classes), "n_labelled": int(len(pre.labelled)),
+               "table1": table1, "table2": table2, "curve": curve_rows, "figures": figures, "notes": notes,
+               "std_over": "seeds" if len(seeds) > 1 else "folds", "command": command_line(),
+               "seconds": round(time.perf_counter() - start, 1),
+               "runs": sorted(_rel(r.run_dir, out) for r in cache.results.values())}
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    (out / "table1.md").write_text(format_table1(results) + "\n")
+    (out / "table2.md").write_text(format_table2(results) + "\n")
+    (out / "summary.md").write_text(format_summary(results) + "\n")
+    return results
+
+
+def _largest_class(x: Inputs) -> int:
+    from .protocol import class_counts, speaker_independent_folds
+
+    folds, _ = speaker_independent_folds(x)
+    return max(max(class_counts(x, f.train).values()) for f in folds)
+
+
+def _entry(r: CVResult, out: Path) -> dict[str, Any]:
+    s = r.summary
+    return {"store": r.store, "head": r.head, "k": r.k, "ua": s["ua_mean"], "ua_std": s["ua_std"],
+            "wa": s["wa_mean"], "wa_std": s["wa_std"], "f1": s["f1_mean"], "f1_std": s["f1_std"],
+            "per_seed_ua": s["per_seed"]["ua"], "n_train_mean": s["n_train_mean"],
+            "seconds": round(r.seconds, 1), "run_dir": _rel(r.run_dir, out)}
+
+
+def _store_info(path: Path) -> dict[str, Any]:
+    prov, is_text = _read_meta(path)
+    keys = ("feature", "spec", "modality", "encoder", "encoder_class", "layer", "weights_sha256", "dims",
+            "frame_rate_hz", "crop_s", "compute_dtype")
+    return {"path": str(path), "file": path.name, **{k: prov.get(k) for k in keys}}
+
+
+def _encoder_line(info: dict[str, Any]) -> str:
+    layer = f", layer {info['layer']}" if info.get("layer") is not None else ""
+    sha = f", weights sha256 {str(info['weights_sha256'])[:12]}…" if info.get("weights_sha256") else ""
+    return f"`{info['file']}`: {info.get('encoder')}{layer}{sha} ({info.get('dims')} dims)"
+
+
+def format_table1(res: dict[str, Any]) -> str:
+    scheds = res["schedules"]
+    header = ["head"]
+    for s in scheds:
+        tag = "" if s == scheds[0] else f" ({s})"
+        header += [f"LLD UA %{tag}", f"pre-trained UA %{tag}", f"improvement (points){tag}"]
+    header.append("runs")
+    rows = []
+    for i, h in enumerate(ACOUSTIC_HEADS):
+        cells, links = [h], []
+        for s in scheds:
+            r = res["table1"][s][i]
+            lld, pre = r["lld"], r["pretrained"]
+            cells += [pm(lld["ua"], lld["ua_std"]) if lld else "—", pm(pre["ua"], pre["ua_std"]),
+                      f"{r['improvement_points']:+.1f}" if r["improvement_points"] is not None else "—"]
+            tag = "" if s == scheds[0] else f"-{s}"
+            if lld:
+                links.append(f"[lld{tag}]({lld['run_dir']})")
+            links.append(f"[pre{tag}]({pre['run_dir']})")
+        rows.append(cells + [" · ".join(links)])
+    pre = res["stores"]["pretrained"]["file"]
+    lld = res["stores"].get("lld", {}).get("file", "—")
+    k = res["k"]
+    lines = [f"# Table 1: acoustic heads with {k} training utterances per class ({res['corpus']})", "",
+             f"LLD store `{lld}`, pre-trained store `{pre}`; speaker-independent leave-one-session-out CV; "
+             f"UA mean ± std over {res['std_over']} (seeds {','.join(map(str, res['seeds']))}); "
+             f"schedule {scheds[0]}" + (f" (and {scheds[1]})" if len(scheds) > 1 else "") + ".", "",
+             md_table(header, rows), "", f"Paper reference: {PAPER_TABLE1}."]
+    lines += [f"Note: {n}" for n in res["notes"] if "table 1" in n or "LLD" in n]
+    return "\n".join(lines)
+
+
+def format_table2(res: dict[str, Any]) -> str:
+    rows = []
+    for s in res["schedules"]:
+        for r in res["table2"][s]:
+            name = r["model"] + ("" if s == res["schedules"][0] else f" ({s})")
+            rows.append([name, pm(r["ua"], r["ua_std"]), pm(r["wa"], r["wa_std"]), pm(r["f1"], r["f1_std"]),
+                         f"[run]({r['run_dir']})"])
+    lines = [f"# Table 2: full training data ({res['corpus']})", "",
+             f"Speaker-independent CV on all labelled utterances ({res['n_labelled']}); mean ± std over "
+             f"{res['std_over']}; the acoustic head is the best of table 1 on the pre-trained store.", "",
+             md_table(["model", "UA %", "WA %", "macro F1 %", "run"], rows), "", f"Paper reference: {PAPER_TABLE2}."]
+    lines += [f"Note: {n}" for n in res["notes"] if "bimodal" in n]
+    return "\n".join(lines)
+
+
+def format_summary(res: dict[str, Any]) -> str:
+    s0 = res["schedules"][0]
+    cfg = res["train_configs"][s0]
+    best = res["table2"][s0][0]
+    lines = [f"## Results on {res['corpus']}", "",
+             f"- classes: {', '.join(res['classes'])} ({res['n_labelled']} labelled utterances)",
+             "- stores: " + "; ".join(_encoder_line(i) + f" [{role}]" for role, i in res["stores"].items()),
+             f"- schedule: {s0} ({cfg['epochs']} epochs, lr {cfg['lr']:g}, batch {cfg['batch_size']}, dropout "
+             f"{cfg['dropout']:g})" + (f"; also {', '.join(res['schedules'][1:])}" if len(res['schedules']) > 1 else ""),
+             f"- seeds: {','.join(map(str, res['seeds']))}; device {res['device']}; {res['seconds']:.0f} s in all",
+             f"- best acoustic result (full data): {best['model']} UA {pct(best['ua'])} %"]
+    if len(res["table2"][s0]) > 1:
+        lines.append(f"- bimodal (full data): UA {pct(res['table2'][s0][1]['ua'])} %")
+    lines += ["", format_table1(res).replace("# Table 1", "### Table 1"), "",
+              format_table2(res).replace("# Table 2", "### Table 2"), "",
+              f"![learning curve](figure2.png)", "", "Run folders (config, provenance, metrics, predictions): "
+              + ", ".join(f"`{r}`" for r in res["runs"])]
+    other = [n for n in res["notes"] if "table 1" not in n and "bimodal" not in n and "LLD" not in n]
+    lines += [f"\nNote: {n}" for n in other]
+    return "\n".join(lines)

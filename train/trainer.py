@@ -1,0 +1,278 @@
+"""Fitting heads: a generic frame-level loop, and a batched trainer for pooled heads.
+
+One *job* is one model to fit: a set of training rows plus a seed (and a stream number, the fold index, so
+the folds of one seed draw different batches). A job's randomness is fixed by ``(seed, stream)``: the
+head's initialisation and dropout come from ``torch.manual_seed(job.torch_seed)``, the batch order from
+``numpy.random.default_rng([seed, stream])``.
+
+Two engines:
+
+* :func:`train_frame` — any head. Batches of padded frames (bucketed by length for frame-level heads),
+  standardised with the job's training-set statistics, ``torch.optim.Adam``, cross-entropy.
+* :func:`train_pooled` — ``mean``/``meanmax``. Each utterance is pooled once (from the store's cached
+  per-utterance statistics; standardisation commutes with mean and max), and all jobs (the 5 folds × seeds)
+  train at once as one stacked linear model: weights [F × P × C] with ``torch.bmm``, a hand-written
+  forward/backward of dropout -> linear -> softmax cross-entropy, and Adam applied elementwise (Adam is
+  elementwise, so one update over the stacked parameters equals F separate optimisers; every running job
+  has taken the same number of steps, so the bias corrections are shared). Jobs are ordered longest plan
+  first; a job whose plan has ended drops out of the running prefix and stops updating. With ``dropout = 0`` this reproduces
+  :func:`train_frame` on the same jobs to float rounding; with dropout the masks come from another
+  random stream (same distribution).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .batching import eval_batches, gather_padded, training_plan
+from .config import TrainConfig
+from .data import Inputs
+from .dropout import keep_mask
+from .heads import Head, build_head, head_class
+from .normalization import Standardizer, fit_standardizer
+from .parallel import can_fork, fit_parallel
+
+ADAM_BETAS = (0.9, 0.999)
+ADAM_EPS = 1e-8
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``auto`` -> ``cuda`` when available, else ``cpu``; ``cuda`` without a GPU is an error."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda asked for, but torch sees no CUDA device (use --device auto or cpu)")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ValueError(f"unknown device {device!r}; use auto, cpu or cuda[:N]")
+    return device
+
+
+@dataclass(eq=False)
+class Job:
+    """One model to fit: ``train`` (int64 store rows), ``seed``, ``stream`` (fold index)."""
+
+    train: np.ndarray
+    seed: int
+    stream: int = 0
+
+    def rng(self) -> np.random.Generator:
+        return np.random.default_rng([int(self.seed), int(self.stream)])
+
+    @property
+    def torch_seed(self) -> int:
+        return int(np.random.SeedSequence([int(self.seed), int(self.stream)]).generate_state(1, np.uint32)[0])
+
+
+@dataclass(eq=False)
+class FittedModel:
+    """A trained head with what it needs to predict: standardisers (audio[, text]) and class names."""
+
+    head_name: str
+    head: Head
+    standardizers: tuple[Standardizer, ...]
+    classes: tuple[str, ...]
+    epochs: int
+    steps: int
+    extra: dict = field(default_factory=dict)
+
+
+def head_in_dims(head_name: str, inputs: Inputs) -> int | tuple[int, int]:
+    """The ``in_dims`` argument of :func:`build_head` for these inputs (checks the text store is there)."""
+    if head_class(head_name).bimodal:
+        if inputs.text is None:
+            raise ValueError(f"head {head_name!r} needs a text store (--text) besides {inputs.audio.path}")
+        return (inputs.audio.dims, inputs.text.dims)
+    return inputs.audio.dims
+
+
+def _fit_standardizers(inputs: Inputs, head_name: str, rows: np.ndarray, cfg: TrainConfig) -> tuple[Standardizer, ...]:
+    stds = [fit_standardizer(inputs.audio, rows, cfg.normalize)]
+    if head_class(head_name).bimodal:
+        stds.append(fit_standardizer(inputs.text, rows, cfg.normalize))
+    return tuple(stds)
+
+
+def _check_rows(inputs: Inputs, rows: np.ndarray) -> None:
+    if len(rows) == 0:
+        raise ValueError(f"{inputs.audio.path}: a training job has no utterance")
+    if (inputs.y[rows] < 0).any():
+        raise ValueError(f"{inputs.audio.path}: a training job includes unlabelled rows")
+
+
+def train_frame(inputs: Inputs, head_name: str, cfg: TrainConfig, job: Job, device: str = "cpu") -> FittedModel:
+    """Fit one head on padded frame batches (any head; the reference path for pooled heads too)."""
+    _check_rows(inputs, job.train)
+    cls = head_class(head_name)
+    in_dims = head_in_dims(head_name, inputs)
+    stds = _fit_standardizers(inputs, head_name, job.train, cfg)
+    stds_dev = [s.to(device) for s in stds]
+    torch.manual_seed(job.torch_seed)
+    head = build_head(head_name, in_dims, len(inputs.classes), cfg).to(device)
+    opt = torch.optim.Adam(head.parameters(), lr=cfg.lr, betas=ADAM_BETAS, eps=ADAM_EPS)
+    epochs = cfg.epochs_for(len(job.train))
+    plan = training_plan(job.train, epochs, cfg.batch_size, job.rng(), inputs.audio.lengths,
+                         bucket=cfg.bucket and not cls.pooled)
+    y = torch.from_numpy(inputs.y).to(device)
+    head.train()
+    for rows in plan:
+        rows_t = torch.from_numpy(rows).to(device)
+        x, mask = gather_padded(inputs.audio, rows_t, device, stds_dev[0])
+        if cls.bimodal:
+            t, tmask = gather_padded(inputs.text, rows_t, device, stds_dev[1])
+            logits = head(x, mask, t, tmask)
+        else:
+            logits = head(x, mask)
+        loss = F.cross_entropy(logits, y[rows_t])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    head.eval()
+    return FittedModel(head_name, head, stds, inputs.classes, epochs, len(plan))
+
+
+def _pooled_stats(std: Standardizer, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return std.mean.repeat(width), std.std.repeat(width)
+
+
+def train_pooled(inputs: Inputs, head_name: str, cfg: TrainConfig, jobs: Sequence[Job],
+                 device: str = "cpu") -> list[FittedModel]:
+    """Fit a pooled head (``mean``/``meanmax``) for every job at once on pooled vectors; see module doc."""
+    cls = head_class(head_name)
+    if not cls.pooled:
+        raise ValueError(f"head {head_name!r} is not a pooled head; use train_frame")
+    if not jobs:
+        return []
+    for job in jobs:
+        _check_rows(inputs, job.train)
+    store = inputs.audio
+    z_all = torch.from_numpy(np.ascontiguousarray(cls.pool_from_stats(store.stats()), dtype=np.float32)).to(device)
+    n_classes = len(inputs.classes)
+    onehot = F.one_hot(torch.from_numpy(np.maximum(inputs.y, 0)), n_classes).float().to(device)  # N × C
+
+    stds, heads, plans, epochs = [], [], [], []
+    for job in jobs:
+        stds.append(fit_standardizer(store, job.train, cfg.normalize))
+        torch.manual_seed(job.torch_seed)
+        heads.append(build_head(head_name, store.dims, n_classes, cfg))
+        e = cfg.epochs_for(len(job.train))
+        epochs.append(e)
+        plans.append(training_plan(job.train, e, cfg.batch_size, job.rng()))
+    n_steps = np.array([len(p) for p in plans])
+    order = np.argsort(-n_steps, kind="stable")        # longest plan first: the active jobs are a prefix
+    n_jobs, s_max, bs = len(jobs), int(n_steps.max()), cfg.batch_size
+
+    plan = np.zeros((n_jobs, s_max, bs), dtype=np.int64)
+    weight = np.zeros((n_jobs, s_max, bs), dtype=np.float32)   # 1 / batch size on real entries, else 0
+    for slot, j in enumerate(order):
+        for s, rows in enumerate(plans[j]):
+            plan[slot, s, :len(rows)] = rows
+            weight[slot, s, :len(rows)] = 1.0 / len(rows)
+    active = np.array([(n_steps > s).sum() for s in range(s_max)])
+    plan_t = torch.from_numpy(plan).to(device)
+    weight_t = torch.from_numpy(weight).to(device)
+
+    width = cls.width
+    mu = torch.stack([_pooled_stats(stds[j], width)[0] for j in order]).to(device)[:, None, :]   # F × 1 × P
+    inv_sd = torch.stack([1.0 / _pooled_stats(stds[j], width)[1] for j in order]).to(device)[:, None, :]
+    w = torch.stack([heads[j].classifier.weight.detach().T for j in order]).contiguous().to(device)  # F × P × C
+    b = torch.stack([heads[j].classifier.bias.detach() for j in order]).to(device)                   # F × C
+    params = (w, b)
+    m1 = [torch.zeros_like(p) for p in params]
+    m2 = [torch.zeros_like(p) for p in params]
+    b1, b2 = ADAM_BETAS
+    p_drop = cfg.dropout
+    gen = torch.Generator(device=device)
+    gen.manual_seed(jobs[0].torch_seed)
+    with torch.no_grad():
+        for s in range(s_max):
+            a = int(active[s])                                         # jobs still running: a prefix
+            idx = plan_t[:a, s]                                        # a × B
+            z = (z_all[idx] - mu[:a]) * inv_sd[:a]                     # a × B × P
+            if p_drop > 0:
+                keep, scale = keep_mask(z.shape, p_drop, device, gen)
+                z.mul_(keep.to(z.dtype).mul_(scale))
+            prob = torch.baddbmm(b[:a, None, :], z, w[:a]).softmax(-1)  # a × B × C
+            g = (prob - onehot[idx]) * weight_t[:a, s, :, None]        # d loss / d logits
+            grads = (torch.bmm(z.transpose(1, 2), g), g.sum(1))
+            # every running job has taken s + 1 steps: the bias corrections are shared scalars
+            bc1 = 1 - b1 ** (s + 1)
+            bc2_sqrt = math.sqrt(1 - b2 ** (s + 1))
+            for p, g_p, m, v in zip(params, grads, m1, m2):
+                pa, ma, va = p[:a], m[:a], v[:a]
+                ma.mul_(b1).add_(g_p, alpha=1 - b1)
+                va.mul_(b2).addcmul_(g_p, g_p, value=1 - b2)
+                pa.addcdiv_(ma, (va.sqrt() / bc2_sqrt).add_(ADAM_EPS), value=-cfg.lr / bc1)
+    fitted: list[FittedModel | None] = [None] * n_jobs
+    for slot, j in enumerate(order):
+        head = heads[j]
+        with torch.no_grad():
+            head.classifier.weight.copy_(w[slot].T.cpu())
+            head.classifier.bias.copy_(b[slot].cpu())
+        head.eval()
+        fitted[j] = FittedModel(head_name, head.to(device), (stds[j],), inputs.classes, epochs[j], int(n_steps[j]))
+    return fitted  # type: ignore[return-value]
+
+
+def fit_jobs(inputs: Inputs, head_name: str, cfg: TrainConfig, jobs: Sequence[Job], device: str = "cpu",
+             precompute: bool = True, on_done: Callable[[int], None] | None = None,
+             workers: int = 1) -> list[FittedModel]:
+    """Fit every job with the fastest exact engine: pooled heads batched over jobs (``cfg.batched_folds``)
+    or one by one on pooled vectors; other heads (or ``precompute=False``) frame by frame, in ``workers``
+    forked processes when > 1 (CPU, see :mod:`train.parallel`). ``on_done(n)`` is called as ``n`` more
+    jobs finish."""
+    cls = head_class(head_name)
+    head_in_dims(head_name, inputs)  # fails early when a bimodal head has no text store
+    out: list[FittedModel] = []
+    if cls.pooled and precompute:
+        groups = [list(jobs)] if cfg.batched_folds else [[j] for j in jobs]
+        for group in groups:
+            out.extend(train_pooled(inputs, head_name, cfg, group, device))
+            if on_done:
+                on_done(len(group))
+        return out
+    if workers > 1 and len(jobs) > 1 and can_fork(device):
+        return fit_parallel(inputs, head_name, cfg, jobs, device, min(workers, len(jobs)), on_done)
+    for job in jobs:
+        out.append(train_frame(inputs, head_name, cfg, job, device))
+        if on_done:
+            on_done(1)
+    return out
+
+
+def predict_proba(model: FittedModel, inputs: Inputs, rows: np.ndarray, device: str = "cpu",
+                  precompute: bool = True, eval_batch: int = 64) -> np.ndarray:
+    """Class probabilities float32 [len(rows) × C] of ``model`` on ``inputs`` rows (in the order given)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    cls = head_class(model.head_name)
+    head = model.head.to(device).eval()
+    if len(rows) == 0:
+        return np.zeros((0, len(model.classes)), np.float32)
+    uniq, inverse = np.unique(rows, return_inverse=True)
+    with torch.no_grad():
+        if cls.pooled and precompute:
+            z = torch.from_numpy(np.ascontiguousarray(cls.pool_from_stats(inputs.audio.stats())[uniq],
+                                                      dtype=np.float32)).to(device)
+            mu, sd = _pooled_stats(model.standardizers[0], cls.width)
+            out = head.classifier((z - mu.to(device)) / sd.to(device)).softmax(-1).cpu().numpy()
+            return out[inverse]
+        stds = [s.to(device) for s in model.standardizers]
+        out = np.zeros((len(uniq), len(model.classes)), np.float32)
+        lengths = inputs.audio.lengths
+        if cls.bimodal:  # padded cost grows with both sides
+            lengths = lengths + inputs.text.lengths
+        for batch in eval_batches(uniq, lengths, max_batch=eval_batch):
+            rows_t = torch.from_numpy(batch).to(device)
+            x, mask = gather_padded(inputs.audio, rows_t, device, stds[0])
+            if cls.bimodal:
+                t, tmask = gather_padded(inputs.text, rows_t, device, stds[1])
+                logits = head(x, mask, t, tmask)
+            else:
+                logits = head(x, mask)
+            out[np.searchsorted(uniq, batch)] = logits.softmax(-1).float().cpu().numpy()
+        return out[inverse]
