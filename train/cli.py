@@ -45,8 +45,6 @@ def _k(value: str | None) -> int | None:
 
 def training_options(f: Any) -> Any:
     """The schedule and its overrides, shared by cv/curve/tables/fit."""
-    from .heads import head_names  # noqa: F401 - registry must be filled before --head choices
-
     opts = [
         click.option("--schedule", type=click.Choice(SCHEDULES), default="paper", show_default=True,
                      help="paper: 100 epochs at lr 1e-4 (Boigne et al.); converged: lr 1e-3 and >= 3000 steps."),

@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 from ser_common.store import FeatureStore, StoreError, list_stores
 
 from .config import TrainConfig, schedule_config
-from .data import Inputs, StoreData, load_store, make_inputs
+from .data import Inputs, load_store, make_inputs
 from .protocol import DEFAULT_KS, CVResult, CurveResult, cross_validate, resolve_ks
 from .reports import md_table, pct, plot_curve, pm, write_curve_csv
 from .runs import command_line, write_run

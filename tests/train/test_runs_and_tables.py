@@ -7,8 +7,8 @@ from train.cli import run as cli
 from train.config import TrainConfig
 from train.data import load_inputs
 from train.protocol import cross_validate
-from train.runs import RUN_FILES, missing_files, write_run
-from train.tables import identify_stores, run_tables
+from train.runs import missing_files, write_run
+from train.tables import identify_stores
 
 FAST = ["--epochs", "2", "--lr", "1e-2", "--hidden", "8", "--lstm-hidden", "8"]
 
