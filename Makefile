@@ -32,6 +32,7 @@ K        ?= 125
 SCHEDULE_OPTS ?= --also-converged
 AL_SEEDS ?= 0,1,2
 BENCH_N  ?= 500
+DEMO_SEEDS ?= 0
 
 SER_MANIFEST := $(BIN)/ser-manifest
 SER_EXTRACT  := $(BIN)/ser-extract
@@ -49,24 +50,32 @@ help:
 	@echo "make shared-results  the README's EmoDB and RAVDESS tables (Whisper-base, LLDs, MiniLM from $(SHARED))"
 	@echo "make bench        extraction and training benchmarks"
 
+# the set-up stage: every other target depends on it, so `make demo` or `make test` on a fresh clone installs first
+INSTALLED := $(VENV)/.installed
+
 install:
+	rm -f $(INSTALLED)
+	$(MAKE) $(INSTALLED)
+
+$(INSTALLED): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip setuptools wheel
 	$(BIN)/python -m pip install -e '.[extract,test]'
+	touch $@
 
-test:
+test: $(INSTALLED)
 	$(BIN)/python -m pytest -q
 
 # ---- stage 1: manifests ---------------------------------------------------------------------------------
 manifests: $(MANIFESTS)/iemocap.jsonl
 
-$(MANIFESTS)/iemocap.jsonl:
+$(MANIFESTS)/iemocap.jsonl: | $(INSTALLED)
 	$(SER_MANIFEST) iemocap $(IEMOCAP) -o $@
 
-$(MANIFESTS)/emodb.jsonl:
+$(MANIFESTS)/emodb.jsonl: | $(INSTALLED)
 	$(SER_MANIFEST) emodb $(EMODB) -o $@
 
-$(MANIFESTS)/ravdess.jsonl:
+$(MANIFESTS)/ravdess.jsonl: | $(INSTALLED)
 	$(SER_MANIFEST) ravdess $(RAVDESS) -o $@
 
 # ---- stage 2: extraction (ser-extract skips complete stores and resumes partial ones) ---------------------
@@ -83,23 +92,23 @@ $(STORES)/%/.shared-extract.done: $(MANIFESTS)/%.jsonl
 	touch $@
 
 # ---- stage 3: training, tables and figures ---------------------------------------------------------------
-train-all:
+train-all: | $(INSTALLED)
 	@test -d $(STORES)/$(CORPUS) || { echo "no stores in $(STORES)/$(CORPUS): run 'make extract' (or 'make demo') first"; exit 1; }
 	$(SER_TRAIN) tables --stores $(STORES)/$(CORPUS) --out $(RESULTS)/$(CORPUS) --seeds $(SEEDS) --device $(DEVICE) \
 	  --k $(K) $(SCHEDULE_OPTS) $(if $(AUDIO),--audio $(AUDIO))
 
 demo: $(STORES)/emodb/.shared-extract.done
-	$(MAKE) train-all CORPUS=emodb AUDIO=hf-whisper-base-encoder-l$(WHISPER_LAYER)
+	$(MAKE) train-all CORPUS=emodb AUDIO=hf-whisper-base-encoder-l$(WHISPER_LAYER) SEEDS=$(DEMO_SEEDS)
 	@echo "demo done: see $(RESULTS)/emodb/"
 
 shared-results: $(STORES)/emodb/.shared-extract.done $(STORES)/ravdess/.shared-extract.done
-	$(MAKE) train-all CORPUS=emodb AUDIO=hf-whisper-base-encoder-l$(WHISPER_LAYER)
-	$(MAKE) train-all CORPUS=ravdess AUDIO=hf-whisper-base-encoder-l$(WHISPER_LAYER)
+	$(MAKE) train-all CORPUS=emodb AUDIO=hf-whisper-base-encoder-l$(WHISPER_LAYER) SEEDS=$(DEMO_SEEDS)
+	$(MAKE) train-all CORPUS=ravdess SEEDS=$(DEMO_SEEDS) AUDIO=hf-whisper-base-encoder-l$(WHISPER_LAYER)
 	$(BIN)/python benchmarks/layer_sweep.py --stores $(STORES)/ravdess --out $(RESULTS)/ravdess/layer_sweep.md
 	$(BIN)/python benchmarks/active_learning.py --store $(STORES)/ravdess/hf-whisper-base-encoder-l$(WHISPER_LAYER).h5 \
-	  --out $(RESULTS)/ravdess/active_learning --seeds $(AL_SEEDS)
+	  --out $(RESULTS)/ravdess/active_learning --seeds $(AL_SEEDS) --balanced
 
-bench:
+bench: | $(INSTALLED)
 	$(BIN)/python benchmarks/bench_extract.py --workload iemocap-synth --feature lld --feature wav2vec:random-large \
 	  --n $(BENCH_N) --naive-n 50 --device $(DEVICE)
 	$(BIN)/python benchmarks/bench_train.py --device $(DEVICE)
