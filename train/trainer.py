@@ -105,6 +105,16 @@ def _check_rows(inputs: Inputs, rows: np.ndarray) -> None:
         raise ValueError(f"{inputs.audio.path}: a training job includes unlabelled rows")
 
 
+def _forward(head: Head, inputs: Inputs, rows_t: torch.Tensor, device: str, stds: Sequence[Standardizer],
+             bimodal: bool) -> torch.Tensor:
+    """Logits [B × C] of ``head`` on store rows ``rows_t``: gather, pad, standardise (audio [and text]), forward."""
+    x, mask = gather_padded(inputs.audio, rows_t, device, stds[0])
+    if bimodal:
+        t, tmask = gather_padded(inputs.text, rows_t, device, stds[1])
+        return head(x, mask, t, tmask)
+    return head(x, mask)
+
+
 def train_frame(inputs: Inputs, head_name: str, cfg: TrainConfig, job: Job, device: str = "cpu") -> FittedModel:
     """Fit one head on padded frame batches (any head; the reference path for pooled heads too)."""
     _check_rows(inputs, job.train)
@@ -122,12 +132,7 @@ def train_frame(inputs: Inputs, head_name: str, cfg: TrainConfig, job: Job, devi
     head.train()
     for rows in plan:
         rows_t = torch.from_numpy(rows).to(device)
-        x, mask = gather_padded(inputs.audio, rows_t, device, stds_dev[0])
-        if cls.bimodal:
-            t, tmask = gather_padded(inputs.text, rows_t, device, stds_dev[1])
-            logits = head(x, mask, t, tmask)
-        else:
-            logits = head(x, mask)
+        logits = _forward(head, inputs, rows_t, device, stds_dev, cls.bimodal)
         loss = F.cross_entropy(logits, y[rows_t])
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -268,11 +273,6 @@ def predict_proba(model: FittedModel, inputs: Inputs, rows: np.ndarray, device: 
             lengths = lengths + inputs.text.lengths
         for batch in eval_batches(uniq, lengths, max_batch=eval_batch):
             rows_t = torch.from_numpy(batch).to(device)
-            x, mask = gather_padded(inputs.audio, rows_t, device, stds[0])
-            if cls.bimodal:
-                t, tmask = gather_padded(inputs.text, rows_t, device, stds[1])
-                logits = head(x, mask, t, tmask)
-            else:
-                logits = head(x, mask)
+            logits = _forward(head, inputs, rows_t, device, stds, cls.bimodal)
             out[np.searchsorted(uniq, batch)] = logits.softmax(-1).float().cpu().numpy()
         return out[inverse]

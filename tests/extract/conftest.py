@@ -34,3 +34,14 @@ def write_corpus(root: Path, n: int = 12, seconds=(0.6, 1.6), sr: int = 16_000, 
 def corpus(tmp_path) -> Path:
     """Manifest of 12 short 16 kHz flac tones with labels, speakers, sessions and transcripts."""
     return write_corpus(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread: tiny forward passes are far faster without thread contention on shared CPUs."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -16,13 +16,7 @@ from extract.hub import ModelNotAvailableError  # noqa: E402
 from ser_common.provenance import sha256_file  # noqa: E402
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One torch thread: these tiny forward passes are far faster without thread contention on shared CPUs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 WORDS = ["the", "cat", "cats", "sat", "on", "mat", "dog", "run", "##s", "##ning", "a", ".", ",", "?"]
