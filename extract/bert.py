@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from .feature_set import FeatureSet
-from .hub import (autocast, check_compute_dtype, hidden_states, load_pretrained, model_basename,
-                  weights_sha256)
+from .feature_set import check_compute_dtype
+from .hub import autocast, hidden_states, load_pretrained, model_basename, weights_sha256
 from .registry import register
 
 DEFAULT_MODEL = "bert-base-uncased"

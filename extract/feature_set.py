@@ -10,6 +10,16 @@ import numpy as np
 SAMPLE_RATE = 16_000
 """Every audio feature set takes 16 kHz mono float32 waveforms in [-1, 1]."""
 
+COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
+"""What :meth:`FeatureSet.to` accepts as ``compute_dtype``."""
+
+
+def check_compute_dtype(device: str, compute_dtype: str) -> str:
+    """The dtype actually computed in: ``compute_dtype`` on CUDA, always ``float32`` on CPU."""
+    if compute_dtype not in COMPUTE_DTYPES:
+        raise ValueError(f"compute_dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {compute_dtype!r}")
+    return compute_dtype if str(device).startswith("cuda") else "float32"
+
 
 class FeatureSet(ABC):
     """Turns a batch of waveforms (audio) or transcripts (text) into per-utterance frame matrices.

@@ -44,8 +44,9 @@ from typing import Any
 import numpy as np
 
 from .feature_set import SAMPLE_RATE, FeatureSet
-from .hub import (autocast, check_compute_dtype, hidden_states, load_pretrained, model_basename,
-                  quiet_transformers, weights_sha256)
+from .feature_set import check_compute_dtype
+from .hub import (autocast, hidden_states, load_pretrained, model_basename, quiet_transformers,
+                  weights_sha256)
 from .registry import register
 
 SSL_TYPES = ("wav2vec2", "hubert", "wavlm", "data2vec-audio")

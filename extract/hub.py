@@ -31,7 +31,6 @@ REACHABILITY_TIMEOUT_S = 3.0
 """Seconds a TCP connect (DNS included) to the hub may take before the hub counts as unreachable."""
 
 _TRUE = {"1", "true", "yes", "on"}
-COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
 
 
 class ModelNotAvailableError(OSError):
@@ -249,13 +248,6 @@ def no_load_bars() -> Iterator[None]:
     finally:
         if was:
             hf_logging.enable_progress_bar()
-
-
-def check_compute_dtype(device: str, compute_dtype: str) -> str:
-    """The dtype actually computed in: ``compute_dtype`` on CUDA, always ``float32`` on CPU."""
-    if compute_dtype not in COMPUTE_DTYPES:
-        raise ValueError(f"compute_dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {compute_dtype!r}")
-    return compute_dtype if str(device).startswith("cuda") else "float32"
 
 
 def autocast(device: str, compute_dtype: str) -> contextlib.AbstractContextManager:

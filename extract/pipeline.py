@@ -39,7 +39,7 @@ from ser_common.provenance import package_versions
 from ser_common.store import StoreWriter, UtteranceMeta, store_path
 
 from .audio import TARGET_SR, AudioError, load_audio
-from .feature_set import FeatureSet
+from .feature_set import FeatureSet, check_compute_dtype
 from .registry import build
 
 
@@ -117,11 +117,12 @@ def resolve_device(device: str) -> str:
 
 
 def resolve_compute_dtype(compute_dtype: str, device: str) -> str:
-    """``auto`` -> ``bfloat16`` on a bf16-capable GPU, ``float16`` on an older GPU, ``float32`` on CPU."""
+    """``auto`` -> ``bfloat16`` on a bf16-capable GPU, ``float16`` on an older GPU, ``float32`` on CPU;
+    any other value as :func:`~extract.feature_set.check_compute_dtype` says (CPU always computes in float32)."""
+    if compute_dtype != "auto":
+        return check_compute_dtype(device, compute_dtype)
     if not device.startswith("cuda"):
         return "float32"
-    if compute_dtype != "auto":
-        return compute_dtype
     import torch
 
     return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"

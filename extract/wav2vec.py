@@ -16,14 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .feature_set import SAMPLE_RATE, FeatureSet
+from .feature_set import SAMPLE_RATE, FeatureSet, check_compute_dtype
 from .registry import register
 
 if TYPE_CHECKING:
     from .wav2vec_model import Wav2VecModel
 
 ENCODER_CLASS = "fairseq.Wav2VecModel (plain-PyTorch port)"
-COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
 
 
 class Wav2VecFeatureSet(FeatureSet):
@@ -72,8 +71,7 @@ class Wav2VecFeatureSet(FeatureSet):
     def to(self, device: str, compute_dtype: str = "float32") -> "Wav2VecFeatureSet":
         """Move to ``cpu``/``cuda[:i]``; on CUDA, bfloat16/float16 run under ``torch.autocast`` (weights and
         GroupNorm statistics stay float32). On the CPU computation stays float32 whatever is asked."""
-        if compute_dtype not in COMPUTE_DTYPES:
-            raise ValueError(f"compute_dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {compute_dtype!r}")
+        computed = check_compute_dtype(device, compute_dtype)
         import torch
 
         dev = torch.device(device)
@@ -81,9 +79,9 @@ class Wav2VecFeatureSet(FeatureSet):
             raise ValueError(f"device must be cpu or cuda, got {device!r}")
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError("device 'cuda' requested but torch sees no CUDA device")
-        if dev.type == "cpu" and compute_dtype != "float32":
+        if computed != compute_dtype:
             warnings.warn(f"wav2vec on the CPU computes in float32 (asked for {compute_dtype})", stacklevel=2)
-            compute_dtype = "float32"
+            compute_dtype = computed
         self.model.to(dev)
         self.device = str(dev)
         self.compute_dtype = compute_dtype

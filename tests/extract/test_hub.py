@@ -169,7 +169,9 @@ def test_hidden_states_selection_matches_full_output():
 
 
 def test_compute_dtype_rules():
-    assert hub.check_compute_dtype("cpu", "bfloat16") == "float32"
-    assert hub.check_compute_dtype("cuda", "bfloat16") == "bfloat16"
+    from extract.feature_set import check_compute_dtype
+
+    assert check_compute_dtype("cpu", "bfloat16") == "float32"
+    assert check_compute_dtype("cuda", "bfloat16") == "bfloat16"
     with pytest.raises(ValueError, match="compute_dtype"):
-        hub.check_compute_dtype("cpu", "int8")
+        check_compute_dtype("cpu", "int8")
