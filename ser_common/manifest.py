@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -63,19 +64,137 @@ class ManifestRecord:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ManifestRecord":
+        """A record from one parsed manifest line, type-checked field by field.
+
+        Accepted types: ``utt_id`` a non-empty string without NUL, newline or carriage return; ``audio``
+        and ``corpus`` strings; ``speaker`` and ``session`` strings (ints are turned into strings);
+        ``label`` and ``transcript`` strings or ``null`` (``label: ""`` counts as unlabelled);
+        ``duration``, ``start`` and ``end`` numbers of seconds (not booleans, not quoted), finite and
+        non-negative, with ``start < end`` (``end > 0`` when only ``end`` is given); ``extra`` an object.
+
+        Raises:
+            ValueError: unknown or missing fields, or values of the wrong type/range; the message lists
+                every problem of the record and how to write the field instead.
+        """
+        if not isinstance(d, dict):
+            raise ValueError(f"not a JSON object but {_json_type(d)}; each line must be one record "
+                             '{"utt_id": ..., "audio": ..., "corpus": ..., "speaker": ..., "session": ...}')
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:
-            raise ValueError(f"unknown fields {sorted(unknown)}")
+            raise ValueError(f"unknown fields {sorted(map(str, unknown))}")
         missing = {"utt_id", "audio", "corpus", "speaker", "session"} - set(d)
         if missing:
             raise ValueError(f"missing fields {sorted(missing)}")
         d = dict(d)
+        problems: list[str] = []
+        for key in ("utt_id", "audio", "corpus", "speaker", "session"):
+            d[key] = _check_id(key, d[key], problems)
+        for key in ("label", "transcript"):
+            d[key] = _check_text(key, d.get(key), problems)
         if d.get("label") == "":
             d["label"] = None
-        for key in ("utt_id", "speaker", "session", "corpus", "audio"):
-            d[key] = str(d[key])
+        for key in ("duration", "start", "end"):
+            d[key] = _check_seconds(key, d.get(key), problems)
+        start, end = d.get("start"), d.get("end")
+        bounds_ok = not any(p.startswith(("start ", "end ")) for p in problems)
+        if bounds_ok and end is not None and (start if start is not None else 0.0) >= end:
+            problems.append(f"start ({start if start is not None else 0:g} s) must be before end ({end:g} s); "
+                            "drop end to read to the end of the file, or fix the segment bounds")
+        extra = d.get("extra", {})
+        if not isinstance(extra, dict):
+            problems.append(f"extra must be an object {{...}}, got {_json_type(extra)}; "
+                            "use {} or leave the field out")
+        if problems:
+            raise ValueError("; ".join(problems))
         return cls(**d)
+
+
+def _json_type(v: Any) -> str:
+    """How a JSON value reads in an error: ``string '1.5'``, ``number 3``, ``true``, ``null``, ``list``."""
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return f"string {v[:40]!r}"
+    if isinstance(v, (int, float)):
+        return f"number {v!r}"
+    if isinstance(v, (list, tuple)):
+        return "a list"
+    if isinstance(v, dict):
+        return "an object"
+    return type(v).__name__
+
+
+def _encodable(key: str, s: str, problems: list[str]) -> bool:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        problems.append(f"{key} contains a lone surrogate escape (\\ud800-\\udfff), which is not text; "
+                        "write the character itself, UTF-8 encoded")
+        return False
+    return True
+
+
+def _check_id(key: str, v: Any, problems: list[str]) -> Any:
+    """``utt_id``/``audio``/``corpus``: strings; ``speaker``/``session``: strings or ints (-> strings)."""
+    if key in ("speaker", "session") and isinstance(v, int) and not isinstance(v, bool):
+        return str(v)
+    if not isinstance(v, str):
+        allowed = "a string or an integer" if key in ("speaker", "session") else "a string"
+        problems.append(f"{key} must be {allowed}, got {_json_type(v)}; write it as \"{key}\": \"...\"")
+        return v
+    if not _encodable(key, v, problems):
+        return v
+    if key == "utt_id":
+        if not v.strip():
+            problems.append('utt_id is empty; give every utterance a unique non-empty id ("utt_id": "spk1_0001")')
+        bad = [name for ch, name in (("\0", "NUL"), ("\n", "newline"), ("\r", "carriage return")) if ch in v]
+        if bad:
+            problems.append(f"utt_id {v[:40]!r} contains {' and '.join(bad)} character(s); ids are one line of "
+                            "text: remove them")
+    elif "\0" in v:
+        problems.append(f"{key} {v[:40]!r} contains a NUL character; remove it")
+    return v
+
+
+def _check_text(key: str, v: Any, problems: list[str]) -> Any:
+    """``label``/``transcript``: a string or ``null``."""
+    if v is None or (isinstance(v, str) and _encodable(key, v, problems)):
+        return v
+    if not isinstance(v, str):
+        problems.append(f"{key} must be a string or null, got {_json_type(v)}; write it as \"{key}\": \"...\" "
+                        "or leave it out")
+    return v
+
+
+def _is_number(s: str) -> bool:
+    try:
+        return math.isfinite(float(s))
+    except ValueError:
+        return False
+
+
+def _check_seconds(key: str, v: Any, problems: list[str]) -> float | None:
+    """``duration``/``start``/``end``: ``null`` or a finite, non-negative number of seconds (-> float)."""
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        fix = (f"write it without quotes (\"{key}\": {v.strip()})" if isinstance(v, str) and _is_number(v)
+               else "give a number of seconds, e.g. 1.5, or leave the field out")
+        problems.append(f"{key} must be a number of seconds, got {_json_type(v)}; {fix}")
+        return v
+    try:
+        x = float(v)
+    except OverflowError:
+        x = math.inf
+    if not math.isfinite(x) or x < 0:
+        fix = ("segments start at 0 or later (a negative start would read the end of the file)" if key == "start"
+               else "fix the value or leave the field out")
+        problems.append(f"{key} must be a finite, non-negative number of seconds, got {str(v)[:40]}; {fix}")
+        return v
+    return x
 
 
 def write_manifest(records: Iterable[ManifestRecord], path: str | os.PathLike) -> Path:
@@ -121,24 +240,37 @@ def validate_records(records: list[ManifestRecord], source: str = "<records>", c
 def read_manifest(path: str | os.PathLike, check_audio: bool = True) -> list[ManifestRecord]:
     """Read and validate a JSONL manifest.
 
-    Raises :class:`ManifestError` naming the file and the offending lines for malformed JSON, unknown fields,
-    duplicate ids, labels the corpus does not know, and (``check_audio``) audio files that do not exist.
+    Raises :class:`ManifestError` naming the file and the offending lines for bytes that are not UTF-8,
+    malformed JSON, lines that are not JSON objects, unknown or missing fields, values of the wrong type or
+    range (see :meth:`ManifestRecord.from_dict`), duplicate ids, labels the corpus does not know, and
+    (``check_audio``) audio files that do not exist.
     """
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"{path}: manifest not found")
     records: list[ManifestRecord] = []
     malformed: list[str] = []
-    with open(path, encoding="utf-8") as f:
+    # surrogateescape: bytes that are not UTF-8 become lone surrogates, reported per line below
+    with open(path, encoding="utf-8", errors="surrogateescape") as f:
         for lineno, line in enumerate(f, 1):
+            if lineno == 1:
+                line = line.removeprefix("\ufeff")  # a UTF-8 byte-order mark (Windows editors)
             if not line.strip():
                 continue
             try:
+                line.encode("utf-8")
+            except UnicodeEncodeError as e:
+                byte = ord(line[e.start]) - 0xDC00
+                malformed.append(f"line {lineno}: not UTF-8 text (byte 0x{byte:02x} at character {e.start + 1}); "
+                                 "save the manifest as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)")
+                continue
+            try:
                 records.append(ManifestRecord.from_dict(json.loads(line)))
-            except (ValueError, TypeError) as e:
+            except (ValueError, TypeError, RecursionError) as e:  # JSONDecodeError is a ValueError
                 malformed.append(f"line {lineno}: {e}")
     if malformed:
-        raise ManifestError(f"{path}: {len(malformed)} malformed line(s):" + _offenders(malformed))
+        raise ManifestError(f"{path}: {len(malformed)} malformed line(s):" + _offenders(malformed)
+                            + "\nfix these lines (one JSON object per line, one record each) and run again")
     if not records:
         raise ManifestError(f"{path}: manifest is empty")
     validate_records(records, str(path), check_audio=check_audio)
