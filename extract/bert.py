@@ -93,12 +93,17 @@ class BertFeatureSet(FeatureSet):
 
     @classmethod
     def from_pretrained(cls, name_or_path: str = DEFAULT_MODEL, **kw: Any) -> "BertFeatureSet":
-        """Load model + tokenizer from a local folder or a hub id (fails fast offline, see :mod:`extract.hub`)."""
+        """Load model + tokenizer from a local folder or a hub id (fails fast offline, see :mod:`extract.hub`).
+
+        Custom code is never run (``trust_remote_code=False``): a folder with an ``auto_map`` is refused with
+        :class:`extract.hub.RemoteCodeRefusedError` before anything is loaded.
+        """
         import torch
         from transformers import AutoModel, AutoTokenizer
 
-        tokenizer = load_pretrained(AutoTokenizer, name_or_path, spec_prefix="bert")
-        model = load_pretrained(AutoModel, name_or_path, spec_prefix="bert", dtype=torch.float32)
+        tokenizer = load_pretrained(AutoTokenizer, name_or_path, spec_prefix="bert", trust_remote_code=False)
+        model = load_pretrained(AutoModel, name_or_path, spec_prefix="bert", dtype=torch.float32,
+                                trust_remote_code=False)
         return cls(model, tokenizer, encoder=str(name_or_path), weights=weights_sha256(name_or_path), **kw)
 
     # ---- FeatureSet ---------------------------------------------------------------------------------------

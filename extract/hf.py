@@ -395,15 +395,21 @@ def _load_feature_extractor(loader: Any, name_or_path: str) -> Any | None:
     """The model's own feature extractor, or ``None`` when it has no ``preprocessor_config.json``."""
     path = Path(name_or_path).expanduser()
     if path.is_dir():
-        return loader.from_pretrained(str(path)) if (path / "preprocessor_config.json").is_file() else None
+        if not (path / "preprocessor_config.json").is_file():
+            return None
+        return load_pretrained(loader, str(path), spec_prefix="hf", trust_remote_code=False)
     try:
-        return load_pretrained(loader, name_or_path, spec_prefix="hf")
+        return load_pretrained(loader, name_or_path, spec_prefix="hf", trust_remote_code=False)
     except OSError:
         return None
 
 
 def from_pretrained(name_or_path: str, layers: str | int | list[int] | None = None, **kw: Any) -> HFSpeechFeatureSet:
-    """Load a speech encoder from a local folder or hub id (fails fast offline, see :mod:`extract.hub`)."""
+    """Load a speech encoder from a local folder or hub id (fails fast offline, see :mod:`extract.hub`).
+
+    Custom code is never run (``trust_remote_code=False``): a folder with an ``auto_map`` is refused with
+    :class:`extract.hub.RemoteCodeRefusedError` before anything is loaded.
+    """
     import torch
     from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, WhisperFeatureExtractor, WhisperModel
 
@@ -411,7 +417,7 @@ def from_pretrained(name_or_path: str, layers: str | int | list[int] | None = No
         suffix = "" if layers is None else f"@{layers}"
     else:
         suffix = "@" + ",".join(map(str, [layers] if isinstance(layers, int) else layers))
-    config = load_pretrained(AutoConfig, name_or_path, spec_prefix="hf", spec_suffix=suffix)
+    config = load_pretrained(AutoConfig, name_or_path, spec_prefix="hf", spec_suffix=suffix, trust_remote_code=False)
     mt = config.model_type
     if mt not in SUPPORTED_TYPES:
         raise ValueError(f"{name_or_path}: model_type {mt!r} is not supported by hf: "
@@ -419,7 +425,7 @@ def from_pretrained(name_or_path: str, layers: str | int | list[int] | None = No
     if mt in WHISPER_TYPES:
         with quiet_transformers():  # encoder-only checkpoints: the decoder is reported missing, by design
             model, info = load_pretrained(WhisperModel, name_or_path, spec_prefix="hf", spec_suffix=suffix,
-                                          dtype=torch.float32, output_loading_info=True)
+                                          dtype=torch.float32, output_loading_info=True, trust_remote_code=False)
         missing = [k for k in info.get("missing_keys", []) if not k.startswith("decoder.")]
         if missing:
             raise ValueError(f"{name_or_path}: Whisper encoder weights missing from the checkpoint: "
@@ -430,7 +436,7 @@ def from_pretrained(name_or_path: str, layers: str | int | list[int] | None = No
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             model = load_pretrained(AutoModel, name_or_path, spec_prefix="hf", spec_suffix=suffix,
-                                    dtype=torch.float32)
+                                    dtype=torch.float32, trust_remote_code=False)
         fe = _load_feature_extractor(AutoFeatureExtractor, name_or_path)
     return from_model(model, fe, layers=layers, encoder=str(name_or_path),
                       weights=weights_sha256(name_or_path), **kw)

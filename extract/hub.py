@@ -8,6 +8,10 @@ Shared by the transformers-backed feature sets (:mod:`extract.bert`, :mod:`extra
   ``TRANSFORMERS_OFFLINE`` set, no route, DNS failure, connection refused) it raises
   :class:`ModelNotAvailableError` within seconds, saying which model, why, and how to pass a local copy
   (``bert:/path/to/bert-base-uncased``) instead of hanging in retries.
+* Custom code is never run: every load passes ``trust_remote_code=False``, and a model folder (local, or
+  a hub id's cached snapshot) whose ``config.json``, ``tokenizer_config.json``, ``preprocessor_config.json``
+  or ``processor_config.json`` has an ``auto_map`` (Python classes shipped with the weights) is refused up
+  front with :class:`RemoteCodeRefusedError`, never prompted for.
 * :func:`weights_sha256`: the provenance hash of the weights a model was loaded from.
 * :func:`hidden_states`, :func:`autocast`, :func:`quiet_transformers`: small forward-pass helpers.
 """
@@ -35,6 +39,49 @@ _TRUE = {"1", "true", "yes", "on"}
 
 class ModelNotAvailableError(OSError):
     """A model named by a hub id cannot be loaded: the hub is offline/unreachable, or the id is unknown."""
+
+
+class RemoteCodeRefusedError(ValueError):
+    """A model folder that ships custom code (``auto_map``): refused, this toolkit never runs such code."""
+
+
+CODE_CONFIG_FILES = ("config.json", "tokenizer_config.json", "preprocessor_config.json", "processor_config.json")
+"""The JSON files of a model folder in which an ``auto_map`` (custom code to import) is looked for."""
+
+
+def _has_auto_map(obj: Any, depth: int = 0) -> bool:
+    """True if ``obj`` (parsed JSON) has a non-empty ``auto_map`` at the top level or in a nested config."""
+    if not isinstance(obj, dict) or depth > 4:
+        return False
+    if obj.get("auto_map"):
+        return True
+    return any(_has_auto_map(v, depth + 1) for v in obj.values() if isinstance(v, dict))
+
+
+def check_no_remote_code(model_dir: str | os.PathLike, spec_prefix: str = "bert") -> None:
+    """Refuse a model folder that ships custom code: an ``auto_map`` in any of :data:`CODE_CONFIG_FILES`.
+
+    Files that are absent or not valid JSON are left to transformers to report.
+
+    Raises:
+        RemoteCodeRefusedError: naming the file, the classes it would import, and what to use instead.
+    """
+    d = Path(model_dir)
+    for name in CODE_CONFIG_FILES:
+        f = d / name
+        try:
+            cfg = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if _has_auto_map(cfg):
+            amap = cfg.get("auto_map") if isinstance(cfg, dict) else None
+            shown = ", ".join(sorted(map(str, amap)))[:200] if isinstance(amap, dict) else "nested config"
+            raise RemoteCodeRefusedError(
+                f"{f}: refused: the model folder ships custom Python code (\"auto_map\": {shown}), and this "
+                f"toolkit never runs code from model folders (trust_remote_code=False). Use a model whose "
+                f"architecture transformers implements itself (a config.json with a built-in model_type and "
+                f"no auto_map) and pass its folder (`{spec_prefix}:/path/to/model`); only if you have checked "
+                f"that the built-in model_type fits the weights, delete the auto_map entry from {name}.")
 
 
 # ---- hub ids and paths -----------------------------------------------------------------------------------
@@ -107,25 +154,36 @@ def load_pretrained(loader: Any, name_or_path: str | os.PathLike, *, spec_prefix
         name_or_path: a local model directory, or a hub id (``bert-base-uncased``, ``facebook/hubert-base-ls960``).
         spec_prefix, spec_suffix: used in the error's hint (``hf`` + ``@6`` -> ``hf:/path/to/model@6``).
         reachability_timeout: seconds the hub probe may take.
-        **kw: passed to ``from_pretrained``.
+        **kw: passed to ``from_pretrained``; ``trust_remote_code`` is always ``False`` (``True`` is refused).
 
     Order for a hub id: the local HF cache (``local_files_only=True``); then, unless an offline switch is set
-    or the hub does not answer a TCP connect within ``reachability_timeout``, the hub.
+    or the hub does not answer a TCP connect within ``reachability_timeout``, the hub. A local folder, a
+    cached snapshot and a fresh download are each checked for custom code (:func:`check_no_remote_code`).
 
     Raises:
         FileNotFoundError: ``name_or_path`` is a path (``/…``, ``./…``, ``a/b/c``) that is not a directory.
         ModelNotAvailableError: a hub id that is neither cached nor downloadable (offline, unreachable,
             or unknown to the hub).
+        RemoteCodeRefusedError: the model ships custom code (``auto_map``), or ``trust_remote_code=True``
+            was asked for.
     """
+    if kw.pop("trust_remote_code", False):
+        raise RemoteCodeRefusedError(f"cannot load model {str(name_or_path)!r} with trust_remote_code=True: this "
+                                     "toolkit never runs code from model folders; load a built-in architecture")
+    kw["trust_remote_code"] = False
     name = str(name_or_path)
     path = Path(name).expanduser()
     if path.is_dir():
+        check_no_remote_code(path, spec_prefix)
         with no_load_bars():
             return loader.from_pretrained(str(path), **kw)
     hint = local_hint(name, spec_prefix, spec_suffix)
     if looks_like_path(name):
         raise FileNotFoundError(f"model directory {name!r} does not exist (or is not a directory); "
                                 f"expected a Hugging Face model folder (config.json + weights), e.g. `{hint}`")
+    cached = resolve_model_dir(name)
+    if cached is not None:
+        check_no_remote_code(cached, spec_prefix)
     try:
         with no_load_bars():
             return loader.from_pretrained(name, **{**kw, "local_files_only": True})
@@ -139,9 +197,18 @@ def load_pretrained(loader: Any, name_or_path: str | os.PathLike, *, spec_prefix
         raise _unavailable(name, f"the Hugging Face hub is unreachable ({host}:{port} did not answer within "
                                  f"{reachability_timeout:g} s; no network?)", hint)
     try:
-        return loader.from_pretrained(name, **kw)
+        loaded = loader.from_pretrained(name, **kw)
     except OSError as e:  # transformers reports connection problems and unknown repos as OSError
         raise _unavailable(name, f"download failed ({type(e).__name__}: {e})", hint) from e
+    except ValueError:  # e.g. transformers refusing custom code: say so in this module's words
+        downloaded = resolve_model_dir(name)
+        if downloaded is not None:
+            check_no_remote_code(downloaded, spec_prefix)
+        raise
+    downloaded = resolve_model_dir(name)
+    if downloaded is not None:
+        check_no_remote_code(downloaded, spec_prefix)
+    return loaded
 
 
 # ---- weights hash ----------------------------------------------------------------------------------------

@@ -66,7 +66,7 @@ def test_cached_hub_id_needs_no_network(online_env):
     online_env.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
     loader = _Loader(cached=True)
     assert load_pretrained(loader, FAKE_ID, foo=1) == ("loaded", FAKE_ID)
-    assert loader.calls == [(FAKE_ID, {"foo": 1, "local_files_only": True})]
+    assert loader.calls == [(FAKE_ID, {"foo": 1, "trust_remote_code": False, "local_files_only": True})]
 
 
 def test_hub_reachable_probe():
@@ -95,7 +95,7 @@ def test_local_dir_is_used_directly(tmp_path, online_env):
     assert cfg.model_type == "bert" and cfg.hidden_size == 8
     loader = _Loader()
     load_pretrained(loader, str(tmp_path))
-    assert loader.calls == [(str(tmp_path), {})]
+    assert loader.calls == [(str(tmp_path), {"trust_remote_code": False})]
 
 
 @pytest.mark.parametrize("bad", ["/no/such/model", "./no-such-model", "a/b/c", "no-such-dir/"])
