@@ -84,18 +84,21 @@ def main() -> None:
               show_default=True, help="GPU autocast dtype (auto: bf16 where supported); CPU computes in fp32.")
 @click.option("--batch-seconds", type=float, default=None,
               help="Padded seconds of audio per encoder batch (default: the feature set's own budget).")
-@click.option("--overwrite", is_flag=True, help="Recompute complete stores and discard partial ones.")
+@click.option("--overwrite", is_flag=True, help="Recompute complete stores (each old store stays until its "
+              "replacement is complete) and discard partial ones of other settings.")
+@click.option("--retry-skipped", is_flag=True, help="Retry every utterance skipped by an earlier run (without it, "
+              "only those whose audio file changed since are retried).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def run(manifest: Path, features: tuple[str, ...], out: Path, device: str, crop_s: float, no_crop: bool,
         workers: int, on_error: str, shard: str | None, store_dtype: str, compute_dtype: str,
-        batch_seconds: float | None, overwrite: bool, quiet: bool) -> None:
+        batch_seconds: float | None, overwrite: bool, retry_skipped: bool, quiet: bool) -> None:
     """Extract feature sets of MANIFEST into OUT (the default command)."""
     from .audio import TARGET_SR
     from .pipeline import ExtractConfig, ExtractionError, extract_all
 
     cfg = ExtractConfig(crop_s=None if no_crop else crop_s, device=device, compute_dtype=compute_dtype,
                         store_dtype=store_dtype, workers=workers, on_error=on_error, shard=parse_shard(shard),
-                        overwrite=overwrite, progress=not quiet,
+                        overwrite=overwrite, retry_skipped=retry_skipped, progress=not quiet,
                         batch_samples=int(batch_seconds * TARGET_SR) if batch_seconds else None)
     try:
         reports = extract_all(manifest, list(features), out, cfg)
@@ -107,10 +110,14 @@ def run(manifest: Path, features: tuple[str, ...], out: Path, device: str, crop_
                    f"{r.wall_s:>8.1f} {r.realtime_factor:>10.1f}")
         for utt, why in list(r.skipped.items())[:10]:
             click.echo(f"    skipped {utt}: {why}")
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "extract_log.jsonl", "a", encoding="utf-8") as f:
-        for r in reports:
-            f.write(json.dumps({"argv": sys.argv, **r.to_dict()}, default=str) + "\n")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with open(out / "extract_log.jsonl", "a", encoding="utf-8") as f:
+            for r in reports:
+                f.write(json.dumps({"argv": sys.argv, **r.to_dict()}, default=str) + "\n")
+    except OSError as e:
+        click.echo(f"warning: could not append to {out / 'extract_log.jsonl'} ({e.strerror}); the stores are written",
+                   err=True)
 
 
 def find_shards(store_dir: Path) -> dict[str, list[Path]]:
@@ -182,16 +189,31 @@ def list_features() -> None:
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 def info(paths: tuple[Path, ...]) -> None:
-    """Summarise stores (a folder or .h5 files): utterances, frames, dims and provenance."""
+    """Summarise stores (a folder or .h5 files): utterances, frames, the feature identity and bookkeeping.
+
+    A corrupt store is reported and the others are still listed (exit status 1 if any was unreadable)."""
     files = [f for p in paths for f in (sorted(p.glob("*.h5")) if p.is_dir() else [p])]
+    failed = 0
     for f in files:
         try:
             with FeatureStore(f) as s:
                 prov = s.provenance
                 click.echo(f"{f}: {len(s)} utterances, {int(s.offsets[-1])} frames x {s.dims} ({prov.get('dtype')}), "
                            f"{len(s.skipped)} skipped")
-                for key in ("feature", "encoder", "weights_sha256", "layer", "frame_rate_hz", "crop_s",
-                            "compute_dtype", "manifest_sha256", "shard"):
-                    click.echo(f"    {key:<16} {prov.get(key)}")
+                click.echo("  identity")
+                for key, value in s.identity.to_dict().items():
+                    if key == "settings":
+                        for k, v in s.identity.settings_dict().items():
+                            click.echo(f"    settings.{k:<19} {v}")
+                    else:
+                        click.echo(f"    {key:<28} {value}")
+                click.echo("  bookkeeping")
+                for key in ("feature", "spec", "encoder", "manifest", "shard", "device_type", "created_utc"):
+                    value = prov.get(key, s.attrs.get(key))
+                    if value not in (None, ""):
+                        click.echo(f"    {key:<28} {value}")
         except StoreError as e:
+            failed += 1
             click.echo(f"{f}: {e}")
+    if failed:
+        raise SystemExit(1)

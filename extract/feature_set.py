@@ -39,6 +39,8 @@ class FeatureSet(ABC):
     dims: int
     frame_rate_hz: float | None
     min_samples: int = 1
+    runs_in_workers: bool = False
+    """Computed on the CPU inside the decoding workers (the LLDs), not batched on the device."""
 
     @abstractmethod
     def provenance(self) -> dict[str, Any]:

@@ -2,8 +2,11 @@
 
 For each feature set the pipeline
 
-1. opens (or resumes) one :class:`~ser_common.store.StoreWriter` per output of the feature set; a complete
-   store is left alone (stages are idempotent), a ``.partial`` one resumes after its last committed batch;
+1. compares each output's requested :class:`~ser_common.identity.FeatureIdentity` with what is on disk: a
+   complete store of the same identity is left alone (stages are idempotent), one of another identity is
+   refused naming the differing fields (``overwrite`` writes a replacement beside it, renamed over it only
+   when complete); a ``.partial`` one of the same identity resumes after its last committed batch; skipped
+   utterances whose audio file changed since (or all of them, ``retry_skipped``) are retried;
 2. sorts the utterances still to do by (cropped) length and groups them into batches whose padded size fits
    the feature set's budget (:attr:`FeatureSet.max_batch_samples`), so padding stays small;
 3. decodes the batches in worker processes (soundfile + soxr), ``prefetch`` batches ahead, so the encoder
@@ -26,6 +29,7 @@ import os
 import time
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -36,7 +40,8 @@ from tqdm.auto import tqdm
 
 from ser_common.manifest import ManifestRecord, manifest_sha256, read_manifest
 from ser_common.provenance import package_versions
-from ser_common.store import StoreWriter, UtteranceMeta, store_path
+from ser_common.identity import FeatureIdentity, format_diff
+from ser_common.store import FeatureStore, StoreError, StoreWriter, UtteranceMeta, changed_skips, store_path, store_identity
 
 from .audio import TARGET_SR, AudioError, load_audio
 from .feature_set import FeatureSet, check_compute_dtype
@@ -45,6 +50,10 @@ from .registry import build
 
 class ExtractionError(RuntimeError):
     """The run stopped on a bad utterance (``on_error='fail'``); finished batches stay in the partial store."""
+
+
+class WorkerDied(RuntimeError):
+    """A decoding worker process ended abruptly (killed, out of memory, a crash in a decoder library)."""
 
 
 @dataclass
@@ -61,7 +70,9 @@ class ExtractConfig:
         prefetch: batches decoded ahead of the encoder, per worker.
         on_error: ``skip`` (report and leave the utterance out) or ``fail`` (stop the run).
         shard: ``(i, n)``: process only manifest positions ``p`` with ``p % n == i``.
-        overwrite: recompute a complete store (and discard a partial one).
+        overwrite: recompute a complete store (its replacement is renamed over it only once complete) and
+            discard a partial one of other settings.
+        retry_skipped: retry every skipped utterance (without it, only those whose audio file changed).
         batch_samples: override the feature set's padded-samples-per-batch budget.
         progress: show tqdm bars.
     """
@@ -75,6 +86,7 @@ class ExtractConfig:
     on_error: str = "skip"
     shard: tuple[int, int] | None = None
     overwrite: bool = False
+    retry_skipped: bool = False
     batch_samples: int | None = None
     progress: bool = True
 
@@ -194,7 +206,10 @@ def _in_order(batches: list[list], fn, args: tuple, workers: int, prefetch: int)
             if len(pending) >= workers * prefetch:
                 break
         while pending:
-            result = pending.popleft().result()
+            try:
+                result = pending.popleft().result()
+            except BrokenProcessPool as e:
+                raise WorkerDied(str(e)) from None
             nxt = next(it, None)
             if nxt is not None:
                 pending.append(pool.submit(fn, nxt, *args))
@@ -228,26 +243,35 @@ def _expected_seconds(rec: ManifestRecord, crop_s: float | None) -> float:
 
 # ---- the run --------------------------------------------------------------------------------------------------
 class _Stores:
-    """The writers of one feature set's outputs, moved together."""
+    """The writers of the outputs of one feature set that need work, moved together.
 
-    def __init__(self, fs: FeatureSet, out_dir: Path, cfg: ExtractConfig, base_prov: dict[str, Any]):
+    ``plans`` maps an output name to its store path, provenance and how to open it (``reopen``: a complete
+    store of the same identity with skips to retry). Outputs that are up to date are not opened at all.
+    """
+
+    def __init__(self, fs: FeatureSet, plans: dict[str, "_Plan"], cfg: ExtractConfig):
         self.writers: dict[str, StoreWriter] = {}
-        for name in fs.output_names():
-            prov = {**fs.output_provenance(name), **base_prov}
-            if fs.modality == "text":
-                prov["crop_s"] = None  # the transcript of the whole utterance
-            path = store_path(out_dir, shard_output_name(name, cfg.shard))
-            self.writers[name] = StoreWriter(path, dims=fs.dims, provenance=prov, dtype=cfg.store_dtype,
-                                             text=fs.modality == "text", overwrite=cfg.overwrite)
+        try:
+            for name, plan in plans.items():
+                self.writers[name] = StoreWriter(plan.path, dims=fs.dims, provenance=plan.provenance,
+                                                 dtype=cfg.store_dtype, text=fs.modality == "text",
+                                                 overwrite=cfg.overwrite, reopen=plan.reopen)
+        except BaseException:
+            self.close()
+            raise
+        for w in self.writers.values():
+            retry = sorted(w.skipped) if cfg.retry_skipped else changed_skips(w.skip_sources)
+            if retry:
+                w.unskip(retry)
         first = next(iter(self.writers.values()))
         # an utterance is done only when every output has it (outputs are written together, so they agree)
         self.done = set.intersection(*(w.done_ids for w in self.writers.values()))
         self.skipped = dict(first.skipped)
         self.resumed = first.resumed
 
-    def skip(self, utt_id: str, reason: str) -> None:
+    def skip(self, utt_id: str, reason: str, source: str | None = None) -> None:
         for w in self.writers.values():
-            w.skip(utt_id, reason)
+            w.skip(utt_id, reason, source)
         self.skipped[utt_id] = reason
 
     def finalize(self) -> list[str]:
@@ -258,8 +282,53 @@ class _Stores:
             w.close()
 
 
+@dataclass
+class _Plan:
+    """What to do with one output store: write it (new, resume, overwrite) or ``reopen`` it to retry skips."""
+
+    path: Path
+    provenance: dict[str, Any]
+    reopen: bool = False
+
+
+def _plan_outputs(fs: FeatureSet, out_dir: Path, cfg: ExtractConfig, base_prov: dict[str, Any]
+                  ) -> tuple[dict[str, _Plan], list[Path]]:
+    """Decide per output: up to date (left out of the plan), refuse (another identity), or write/reopen.
+
+    Returns the plans of the outputs that need work and the paths of every output (for the report).
+    """
+    plans: dict[str, _Plan] = {}
+    paths = []
+    for name in fs.output_names():
+        prov = {**fs.output_provenance(name), **base_prov}
+        if fs.modality == "text":
+            prov["crop_s"] = None  # the transcript of the whole utterance
+        path = store_path(out_dir, shard_output_name(name, cfg.shard))
+        paths.append(path)
+        if cfg.overwrite or not path.exists():
+            plans[name] = _Plan(path, prov)
+            continue
+        want = store_identity(prov, fs.dims, cfg.store_dtype)
+        try:
+            with FeatureStore(path) as have:
+                diff = have.identity.diff(want)
+                retry = sorted(have.skipped) if cfg.retry_skipped else changed_skips(have.skip_sources)
+        except StoreError as e:
+            raise StoreError(f"{e}\n(this extraction would reuse it: pass --overwrite to rebuild it; the old file "
+                             f"stays until the new store is complete)") from None
+        if diff:
+            raise StoreError(
+                f"{path}: a complete store of other features is already there "
+                f"({format_diff(diff, 'on disk', 'requested')}); pass --overwrite to replace it (it stays until the "
+                f"new store is complete) or choose another --out")
+        if retry:
+            plans[name] = _Plan(path, prov, reopen=True)
+    return plans, paths
+
+
 def extract_feature(manifest: str | os.PathLike, spec: str | FeatureSet, out_dir: str | os.PathLike,
-                    cfg: ExtractConfig | None = None, records: list[ManifestRecord] | None = None) -> ExtractReport:
+                    cfg: ExtractConfig | None = None, records: list[ManifestRecord] | None = None,
+                    manifest_hash: str | None = None) -> ExtractReport:
     """Extract one feature set (all its outputs) for a manifest into ``out_dir``. See the module docstring."""
     cfg = cfg or ExtractConfig()
     out_dir = Path(out_dir)
@@ -268,20 +337,20 @@ def extract_feature(manifest: str | os.PathLike, spec: str | FeatureSet, out_dir
     records = records if records is not None else read_manifest(manifest)
     fs = build(spec) if isinstance(spec, str) else spec
     spec_str = spec if isinstance(spec, str) else getattr(fs, "spec", fs.name)
-    final = [store_path(out_dir, shard_output_name(n, cfg.shard)) for n in fs.output_names()]
-    if not cfg.overwrite and all(p.exists() for p in final):
-        return ExtractReport(fs.name, [str(p) for p in final], "up to date")
-
     device = resolve_device(cfg.device)
-    compute_dtype = resolve_compute_dtype(cfg.compute_dtype, device)
+    compute_dtype = "float32" if fs.runs_in_workers else resolve_compute_dtype(cfg.compute_dtype, device)
     base_prov = {
         "spec": spec_str, "crop_s": cfg.crop_s, "sample_rate": TARGET_SR, "manifest": str(manifest),
-        "manifest_sha256": manifest_sha256(manifest), "n_manifest": len(records),
+        "manifest_sha256": manifest_hash or manifest_sha256(manifest), "n_manifest": len(records),
         "compute_dtype": compute_dtype, "device_type": device.split(":")[0],
         "shard": None if cfg.shard is None else f"{cfg.shard[0]}/{cfg.shard[1]}",
         "package_versions": package_versions(),
     }
-    stores = _Stores(fs, out_dir, cfg, base_prov)
+    plans, final = _plan_outputs(fs, out_dir, cfg, base_prov)
+    if not plans:
+        return ExtractReport(fs.name, [str(p) for p in final], "up to date")
+
+    stores = _Stores(fs, plans, cfg)
     t0 = time.perf_counter()
     report = ExtractReport(fs.name, [str(p) for p in final], "done")
     try:
@@ -291,7 +360,7 @@ def extract_feature(manifest: str | os.PathLike, spec: str | FeatureSet, out_dir
             _run_text(fs, records, positions, stores, cfg, device, compute_dtype, report)
         else:
             _run_audio(fs, records, positions, stores, cfg, device, compute_dtype, report)
-        report.stores = stores.finalize()
+        stores.finalize()
     finally:
         stores.close()
     report.wall_s = time.perf_counter() - t0
@@ -300,11 +369,12 @@ def extract_feature(manifest: str | os.PathLike, spec: str | FeatureSet, out_dir
     return report
 
 
-def _bad(stores: _Stores, cfg: ExtractConfig, utt_id: str, reason: str, bar: tqdm | None) -> None:
+def _bad(stores: _Stores, cfg: ExtractConfig, utt_id: str, reason: str, bar: tqdm | None,
+         source: str | None = None) -> None:
     if cfg.on_error == "fail":
         raise ExtractionError(f"{utt_id}: {reason}\n(finished batches are kept; rerun with --on-error skip to "
                               f"leave such utterances out, or fix the input and rerun to resume)")
-    stores.skip(utt_id, reason)
+    stores.skip(utt_id, reason, source)
     msg = f"skipped {utt_id}: {reason}"
     if bar is not None:
         bar.write(msg)
@@ -316,8 +386,8 @@ def _append(stores: _Stores, metas: list[UtteranceMeta], outputs: dict[str, list
     keep = []
     for j, m in enumerate(metas):
         bad = None
-        for name, outs in outputs.items():
-            x = np.asarray(outs[j])
+        for name in stores.writers:
+            x = np.asarray(outputs[name][j])
             if x.ndim != 2 or x.shape[0] == 0:
                 bad = f"{name} produced no frames (shape {x.shape})"
             elif not np.isfinite(x).all():
@@ -329,7 +399,7 @@ def _append(stores: _Stores, metas: list[UtteranceMeta], outputs: dict[str, list
         else:
             _bad(stores, cfg, m.utt_id, bad, bar)
     if keep:
-        for name, w in stores.writers.items():
+        for name, w in stores.writers.items():  # only the outputs that need work have writers
             w.append([metas[j] for j in keep], [outputs[name][j] for j in keep],
                      [tokens[j] for j in keep] if tokens is not None else None)
     return keep
@@ -355,12 +425,14 @@ def _run_audio(fs: FeatureSet, records: list[ManifestRecord], positions: list[in
     bar = tqdm(total=len(positions), desc=f"extract {fs.name}", unit="utt", disable=not cfg.progress,
                dynamic_ncols=True)
     t0 = time.perf_counter()
+    done_batches = 0
     try:
         for decoded in _in_order(items, _decode_batch, args, cfg.workers, cfg.prefetch):
+            done_batches += 1
             good = []
             for pos, value, err, _secs in decoded:
                 if err is not None:
-                    _bad(stores, cfg, records[pos].utt_id, err, bar)
+                    _bad(stores, cfg, records[pos].utt_id, err, bar, source=records[pos].audio)
                 else:
                     good.append((pos, value))
             if good:
@@ -379,6 +451,15 @@ def _run_audio(fs: FeatureSet, records: list[ManifestRecord], positions: list[in
             bar.update(len(decoded))
             el = time.perf_counter() - t0
             bar.set_postfix(rtf=f"{report.audio_s / el:.0f}x" if el > 0 else "-", skipped=len(stores.skipped))
+    except WorkerDied as e:
+        pending = [records[p] for b in batches[done_batches:done_batches + max(1, cfg.workers * cfg.prefetch)]
+                   for p in b]
+        names = ", ".join(f"{r.utt_id} ({r.audio})" for r in pending[:4])
+        more = f" and {len(pending) - 4} more" if len(pending) > 4 else ""
+        raise ExtractionError(
+            f"{fs.name}: a decoding worker died ({e or 'killed or out of memory'}) while decoding one of {names}"
+            f"{more}. The {report.n_written} utterances written in this run are committed: rerun the same command "
+            f"to resume (with --workers 0 a crashing file shows up as a normal error)") from None
     finally:
         bar.close()
 
@@ -412,6 +493,20 @@ def _run_text(fs: FeatureSet, records: list[ManifestRecord], positions: list[int
 
 def extract_all(manifest: str | os.PathLike, specs: Sequence[str], out_dir: str | os.PathLike,
                 cfg: ExtractConfig | None = None) -> list[ExtractReport]:
-    """Extract several feature sets for one manifest (read and validated once), one after another."""
+    """Extract several feature sets for one manifest (read, validated and hashed once), one after another.
+
+    Every feature set is built first, so two specs that would write the same store name (``wav2vec:a.pt``
+    and ``wav2vec:b.pt`` both write ``wav2vec.h5``) are refused before anything runs.
+    """
     records = read_manifest(manifest)
-    return [extract_feature(manifest, spec, out_dir, cfg, records=records) for spec in specs]
+    specs = list(dict.fromkeys(specs))  # the same spec twice is one feature set
+    sets = [build(spec) for spec in specs]
+    owners: dict[str, str] = {}
+    for spec, fs in zip(specs, sets):
+        for name in fs.output_names():
+            if name in owners and owners[name] != spec:
+                raise ValueError(f"--feature {owners[name]} and --feature {spec} would both write {name}.h5 in "
+                                 f"{out_dir}; extract them into different --out folders")
+            owners[name] = spec
+    digest = manifest_sha256(manifest)
+    return [extract_feature(manifest, fs, out_dir, cfg, records=records, manifest_hash=digest) for fs in sets]

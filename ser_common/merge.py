@@ -8,31 +8,29 @@ from typing import Sequence
 
 import numpy as np
 
+from .identity import format_diff
 from .store import FeatureStore, StoreError, StoreWriter, UtteranceMeta
-
-_SHARD_KEYS = ("shard", "created_utc", "finalized_utc")
-
-
-def _comparable(prov: dict) -> dict:
-    return {k: v for k, v in prov.items() if k not in _SHARD_KEYS and k != "package_versions"}
 
 
 def merge_stores(paths: Sequence[str | os.PathLike], out: str | os.PathLike, overwrite: bool = False) -> Path:
     """Merge complete shard stores into ``out``, ordered by manifest index.
 
-    Refuses (:class:`StoreError`) shards whose provenance differs in anything but the shard itself (feature,
-    weights, layer, crop, manifest, dtype, …), shards that overlap, or a missing/incomplete shard.
+    Refuses (:class:`StoreError`) shards whose :class:`~ser_common.identity.FeatureIdentity` differs (feature,
+    weights, layer, crop, manifest, dtypes, settings, …; the shard itself is bookkeeping), shards that
+    overlap, or a missing/incomplete shard. Skipped utterances keep their source signatures.
     """
     if not paths:
         raise StoreError("merge: no shard stores given")
-    stores = [FeatureStore(p) for p in paths]
+    stores: list[FeatureStore] = []
     try:
-        ref = _comparable(stores[0].provenance)
+        for p in paths:
+            stores.append(FeatureStore(p))
         for s in stores[1:]:
-            diff = {k for k in set(ref) | set(s.provenance)
-                    if k not in _SHARD_KEYS and k != "package_versions" and ref.get(k) != s.provenance.get(k)}
+            diff = stores[0].identity.diff(s.identity)
             if diff:
-                raise StoreError(f"merge: {s.path} differs from {stores[0].path} in {sorted(diff)}")
+                raise StoreError(f"merge: {s.path} holds other features than {stores[0].path} "
+                                 f"({format_diff(diff, stores[0].path.name, s.path.name)}); extract every shard "
+                                 f"with the same settings and manifest")
         ids = np.concatenate([s.utt_ids for s in stores])
         if len(set(ids.tolist())) != len(ids):
             raise StoreError("merge: shards overlap (an utterance appears in more than one shard)")
@@ -42,9 +40,10 @@ def merge_stores(paths: Sequence[str | os.PathLike], out: str | os.PathLike, ove
         prov["merged_from"] = [str(p) for p in paths]
         for key in ("dims", "dtype", "format_version"):
             prov.pop(key, None)
-        skipped = {}
+        skipped, sources = {}, {}
         for s in stores:
             skipped.update(s.skipped)
+            sources.update(s.skip_sources)
         writer = StoreWriter(out, dims=stores[0].dims, provenance=prov, dtype=stores[0].provenance["dtype"],
                              text=stores[0].is_text, overwrite=overwrite)
         with writer:
@@ -55,8 +54,7 @@ def merge_stores(paths: Sequence[str | os.PathLike], out: str | os.PathLike, ove
                     _copy(writer, stores, batch)
                     batch = []
             _copy(writer, stores, batch)
-            for u, why in skipped.items():
-                writer.skip(u, why)
+            writer.add_skips(skipped, sources)
             return writer.finalize()
     finally:
         for s in stores:

@@ -15,34 +15,50 @@ Layout (format version 1)::
     attrs            format_version, complete, n_utts, dims, dtype, feature, frame_rate_hz, crop_s, ...,
                      and ``provenance_json``: the full provenance record as JSON
 
-A store is written to ``<name>.h5.partial``; each :meth:`StoreWriter.append` writes a batch and then moves
-the commit point (attr ``n_written``) and flushes, so a killed run leaves a partial file whose first
-``n_written`` utterances are valid. Reopening the partial resumes after them (anything past the commit
-point is truncated away). :meth:`StoreWriter.finalize` marks the file complete and renames it into place,
-so a file named ``*.h5`` is always complete.
+A store is written to ``<name>.h5.partial`` under an exclusive lock (:mod:`ser_common.lock`); each
+:meth:`StoreWriter.append` first checks the free disk space (:data:`DISK_MARGIN_BYTES` beyond twice the
+batch), writes the batch and then moves the commit point (attr ``n_written``) and flushes, so a killed run
+or a full disk leaves a partial file whose first ``n_written`` utterances are valid. Reopening the
+partial resumes after them (anything past the commit point is truncated away) when its
+:class:`~ser_common.identity.FeatureIdentity` equals the requested one. :meth:`StoreWriter.finalize` marks
+the file complete and renames it into place, so a file named ``*.h5`` is always complete, and replacing a
+complete store (``overwrite``) only ever happens by that rename: a killed overwrite leaves the old store.
+
+:class:`FeatureStore` validates a store on open in O(metadata) (offsets, dataset lengths, attrs, unique
+ids, the JSON attrs, and that ``/data`` really holds the frames it claims) and refuses anything else.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import h5py
 import numpy as np
 
+from .errors import DiskFullError, StoreError
+from .identity import FeatureIdentity, format_diff
+from .lock import StoreLock
+
+__all__ = ["FORMAT_VERSION", "DISK_MARGIN_BYTES", "StoreError", "DiskFullError", "UtteranceMeta", "StoreWriter",
+           "FeatureStore", "partial_path", "store_path", "list_stores", "changed_skips", "file_signature", "store_identity",
+           "store_provenance"]
+
 FORMAT_VERSION = 1
+DISK_MARGIN_BYTES = 16 << 20
+"""Free bytes a commit must leave beyond twice the batch's own size (HDF5 allocates whole chunks)."""
+MAX_COMPRESSION_RATIO = 100
+"""A compressed ``/data`` may claim at most this many times its stored bytes (guards against a tiny file
+that claims millions of frames and would allocate gigabytes on load)."""
+
 _STR = h5py.string_dtype("utf-8")
 _META_STR = ("utt_id", "label", "speaker", "session", "transcript")
-RESUME_KEYS = ("feature", "dims", "dtype", "manifest_sha256", "crop_s", "layer", "weights_sha256", "shard")
-"""Provenance keys that must agree between a partial store and the run that resumes it."""
-
-
-class StoreError(RuntimeError):
-    """A store that cannot be used as asked (incomplete, incompatible, corrupt); the message names the file."""
+_PER_UTT = (*_META_STR, "duration", "manifest_index")
 
 
 @dataclass(frozen=True)
@@ -71,21 +87,69 @@ def _to_attr(value: Any) -> Any:
     return json.dumps(value, sort_keys=True)
 
 
+def file_signature(path: str | os.PathLike | None) -> list | None:
+    """``[path, size in bytes, mtime in ns]`` of a file (size/mtime ``None`` when it is absent); ``None``
+    for no path. A skipped utterance is retried once its file's signature changes."""
+    if path is None:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return [str(path), None, None]
+    return [str(path), int(st.st_size), int(st.st_mtime_ns)]
+
+
+def changed_skips(sources: Mapping[str, Any]) -> list[str]:
+    """Ids of skipped utterances whose source file changed since it was skipped (see :func:`file_signature`)."""
+    out = []
+    for utt, sig in sources.items():
+        if isinstance(sig, list) and sig and file_signature(sig[0]) != sig:
+            out.append(utt)
+    return sorted(out)
+
+
+def store_provenance(provenance: Mapping[str, Any], dims: int, dtype: str) -> dict[str, Any]:
+    """The provenance a :class:`StoreWriter` records: the given keys plus ``dims``, ``dtype`` and the format."""
+    return {**provenance, "dims": int(dims), "dtype": np.dtype(dtype).name, "format_version": FORMAT_VERSION}
+
+
+def store_identity(provenance: Mapping[str, Any], dims: int, dtype: str) -> FeatureIdentity:
+    """The identity a store written with these arguments will have (compare before opening a writer)."""
+    return FeatureIdentity.from_provenance(store_provenance(provenance, dims, dtype))
+
+
+def free_bytes(folder: str | os.PathLike) -> int:
+    """Free bytes on the file system of ``folder`` (for the commit-time disk check)."""
+    return shutil.disk_usage(folder).free
+
+
+def _mb(n: float) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
 class StoreWriter:
-    """Append utterances to a store, resumably; finalise atomically.
+    """Append utterances to a store, resumably, under an exclusive lock; finalise atomically.
 
     Args:
         path: final store path (``…/<feature>.h5``).
         dims: feature dimension (columns of every frame matrix).
         provenance: JSON-serialisable provenance (feature spec, encoder, weights sha256, layer, frame rate,
             crop, sample rate, package versions, manifest sha256, …). Scalars are also written as flat attrs.
+            Its :class:`~ser_common.identity.FeatureIdentity` decides whether a partial store may be resumed.
         dtype: storage dtype, ``float16`` (default) or ``float32``.
         text: a text store: :meth:`append` then takes one token string per frame row.
-        overwrite: delete an existing complete store or partial file first instead of refusing/resuming.
+        overwrite: replace an existing complete store — the new one is written beside it and renamed over
+            it by :meth:`finalize`, so the old one stays until then — and discard a partial store of other
+            settings (a partial of the same identity is the interrupted overwrite itself: it resumes).
+        reopen: append to an existing complete store of the same identity (to retry skipped utterances):
+            it is copied to the partial name and replaced by :meth:`finalize`.
+
+    Raises :class:`StoreError` (a complete store exists and neither flag is given; a partial of other
+    settings; an unreadable partial), :class:`~ser_common.lock.StoreLocked` (another live writer).
     """
 
     def __init__(self, path: str | os.PathLike, dims: int, provenance: dict[str, Any], dtype: str = "float16",
-                 text: bool = False, overwrite: bool = False):
+                 text: bool = False, overwrite: bool = False, reopen: bool = False):
         self.path = Path(path)
         self.partial = partial_path(self.path)
         self.dims = int(dims)
@@ -93,26 +157,58 @@ class StoreWriter:
         if self.dtype not in (np.float16, np.float32):
             raise ValueError(f"{self.path}: store dtype must be float16 or float32, got {dtype}")
         self.text = text
-        self.provenance = {**provenance, "dims": self.dims, "dtype": self.dtype.name, "format_version": FORMAT_VERSION}
-        if overwrite:
-            for p in (self.path, self.partial):
-                if p.exists():
-                    p.unlink()
-        if self.path.exists():
-            raise StoreError(f"{self.path}: a complete store already exists (delete it or pass overwrite)")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.resumed = self.partial.exists()
-        if self.resumed:
-            self._f = self._open_partial()
-        else:
-            self._f = self._create()
-        n = int(self._f.attrs["n_written"])
-        self.done_ids: set[str] = {s.decode() if isinstance(s, bytes) else s for s in self._f["utt_id"][:n]}
-        self.skipped: dict[str, str] = json.loads(self._f.attrs.get("skipped_json", "{}"))
+        self.provenance = store_provenance(provenance, self.dims, self.dtype.name)
+        self.identity = FeatureIdentity.from_provenance(self.provenance)
+        self._lock = StoreLock(self.path).acquire()
+        try:
+            self._f = self._open(overwrite, reopen)
+            n = int(self._f.attrs["n_written"])
+            self.done_ids: set[str] = set(_strs(self._f["utt_id"])[:n].tolist())
+            self.skipped: dict[str, str] = json.loads(self._f.attrs.get("skipped_json", "{}"))
+            self.skip_sources: dict[str, Any] = json.loads(self._f.attrs.get("skipped_sources_json", "{}"))
+        except BaseException:
+            f = getattr(self, "_f", None)
+            if f is not None and f.id.valid:
+                f.close()
+            self._lock.release()
+            raise
 
     # -- opening -------------------------------------------------------------------------------------------
+    def _open(self, overwrite: bool, reopen: bool) -> h5py.File:
+        if self.partial.exists():
+            try:
+                return self._open_partial()
+            except StoreError:
+                if not overwrite:
+                    raise
+                self.partial.unlink()
+                return self._create()
+        if self.path.exists():
+            if reopen:
+                self._copy_complete()
+                return self._open_partial()
+            if not overwrite:
+                raise StoreError(f"{self.path}: a complete store already exists; pass --overwrite to replace it "
+                                 f"(the old one stays until the new one is complete) or choose another --out")
+        self.resumed = False
+        return self._create()
+
+    def _copy_complete(self) -> None:
+        size = self.path.stat().st_size
+        free = free_bytes(self.path.parent)
+        if free < size + DISK_MARGIN_BYTES:
+            raise DiskFullError(f"{self.path}: reopening it to retry skipped utterances needs a copy of "
+                                f"{_mb(size)}, only {_mb(free)} free; free some space and rerun")
+        tmp = self.partial.with_name(self.partial.name + ".copy")
+        shutil.copyfile(self.path, tmp)
+        os.replace(tmp, self.partial)
+
     def _create(self) -> h5py.File:
-        f = h5py.File(self.partial, "w")
+        self.resumed = False
+        try:
+            f = h5py.File(self.partial, "w")
+        except OSError as e:
+            raise StoreError(f"{self.partial}: cannot create the store ({e}); choose a writable --out") from None
         chunk = max(64, (1 << 20) // (self.dims * self.dtype.itemsize))
         f.create_dataset("data", shape=(0, self.dims), maxshape=(None, self.dims), dtype=self.dtype,
                          chunks=(chunk, self.dims))
@@ -135,26 +231,35 @@ class StoreWriter:
     def _open_partial(self) -> h5py.File:
         try:
             f = h5py.File(self.partial, "r+")
-            old = json.loads(f.attrs["provenance_json"])
-            n = int(f.attrs["n_written"])
-            offsets = f["offsets"]
-            end = int(offsets[n])
-        except Exception as e:  # noqa: BLE001 - any failure here means the partial file is unusable
-            raise StoreError(f"{self.partial}: partial store is unreadable ({e}); delete it to start over") from e
-        diffs = {k: (old.get(k), self.provenance.get(k)) for k in RESUME_KEYS
-                 if _norm(old.get(k)) != _norm(self.provenance.get(k))}
-        if diffs:
+        except OSError as e:
+            raise StoreError(f"{self.partial}: partial store is unreadable ({e}); delete it or pass --overwrite "
+                             f"to start over") from None
+        try:
+            n, _ = _check_layout(f, self.partial, complete=False, fix="delete it or pass --overwrite to start over")
+            old = FeatureIdentity.from_provenance(json.loads(f.attrs["provenance_json"]))
+            diff = old.diff(self.identity)
+            if diff:
+                raise StoreError(f"{self.partial}: cannot resume, the partial store was made with different settings "
+                                 f"({format_diff(diff, 'partial store', 'this run')}); rerun with its settings, or "
+                                 f"pass --overwrite to start over")
+            if ("tokens" in f) != self.text:
+                kind = "text" if "tokens" in f else "audio"
+                raise StoreError(f"{self.partial}: cannot resume, the partial store is a {kind} store; pass "
+                                 f"--overwrite to start over")
+            end = int(f["offsets"][n])
+            # drop anything written past the commit point by the interrupted run
+            f["data"].resize(end, axis=0)
+            f["offsets"].resize(n + 1, axis=0)
+            for name in _PER_UTT:
+                f[name].resize(n, axis=0)
+            if self.text:
+                f["tokens"].resize(end, axis=0)
+            f.attrs["complete"] = False
+            f.flush()
+        except BaseException:
             f.close()
-            raise StoreError(f"{self.partial}: cannot resume, the partial store was made with different settings "
-                             f"{diffs}; delete it or pass overwrite to start over")
-        # drop anything written past the commit point by the interrupted run
-        f["data"].resize(end, axis=0)
-        f["offsets"].resize(n + 1, axis=0)
-        for name in (*_META_STR, "duration", "manifest_index"):
-            f[name].resize(n, axis=0)
-        if self.text:
-            f["tokens"].resize(end, axis=0)
-        f.flush()
+            raise
+        self.resumed = True
         return f
 
     # -- writing -------------------------------------------------------------------------------------------
@@ -163,7 +268,9 @@ class StoreWriter:
         """Append a batch. ``frames[i]`` is a (frames × dims) array for ``metas[i]``.
 
         The whole batch is validated first (shape, dims, finite values, not already written, token count),
-        so a bad utterance raises ``ValueError`` naming it and nothing of the batch is written.
+        so a bad utterance raises ``ValueError`` naming it and nothing of the batch is written. Then the free
+        space is checked (:class:`~ser_common.errors.DiskFullError` before anything is written when it is
+        short); a write that fails anyway raises :class:`StoreError` and leaves the commit point where it was.
         """
         if len(metas) != len(frames):
             raise ValueError("metas and frames differ in length")
@@ -191,6 +298,24 @@ class StoreWriter:
             return
         f = self._f
         n = int(f.attrs["n_written"])
+        need = sum(a.nbytes for a in arrays) + sum(len(m.utt_id) + len(m.transcript or "") + 64 for m in metas)
+        if self.text:
+            need += sum(len(t) + 16 for toks in tokens for t in toks)
+        free = free_bytes(self.partial.parent)
+        if free < 2 * need + DISK_MARGIN_BYTES:
+            raise DiskFullError(
+                f"{self.partial.parent}: disk full: {_mb(free)} free, the next batch needs about {_mb(2 * need + DISK_MARGIN_BYTES)} "
+                f"(with margin). The {n} utterances committed to {self.partial.name} are kept: free some space and "
+                f"rerun the same command to resume")
+        try:
+            self._write(f, n, metas, arrays, tokens)
+        except OSError as e:
+            raise StoreError(f"{self.partial}: writing a batch failed ({e}); the {n} utterances committed before it "
+                             f"are kept: fix the cause (disk space, permissions) and rerun to resume") from None
+        self.done_ids.update(m.utt_id for m in metas)
+
+    def _write(self, f: h5py.File, n: int, metas: Sequence[UtteranceMeta], arrays: list[np.ndarray],
+               tokens: Sequence[Sequence[str]] | None) -> None:
         start = int(f["offsets"][n])
         lengths = np.array([a.shape[0] for a in arrays], dtype=np.int64)
         total = start + int(lengths.sum())
@@ -218,16 +343,37 @@ class StoreWriter:
         f.flush()
         f.attrs["n_written"] = m_new  # the commit point moves only after the batch is on disk
         f.flush()
-        self.done_ids.update(m.utt_id for m in metas)
 
-    def skip(self, utt_id: str, reason: str) -> None:
-        """Record an utterance that was left out (bad audio, …); the reason is kept in the store's attrs."""
-        self.skipped[utt_id] = reason
+    def _write_skips(self) -> None:
         self._f.attrs["skipped_json"] = json.dumps(self.skipped, sort_keys=True)
+        self._f.attrs["skipped_sources_json"] = json.dumps(self.skip_sources, sort_keys=True)
         self._f.flush()
 
+    def skip(self, utt_id: str, reason: str, source: str | os.PathLike | None = None) -> None:
+        """Record an utterance that was left out (bad audio, …) with the reason and, when given, the
+        :func:`file_signature` of its source file (a later run retries it once that file changes)."""
+        self.skipped[utt_id] = reason
+        sig = file_signature(source)
+        if sig is not None:
+            self.skip_sources[utt_id] = sig
+        self._write_skips()
+
+    def add_skips(self, skipped: Mapping[str, str], sources: Mapping[str, Any]) -> None:
+        """Record several skips at once (``skipped``: utt_id -> reason; ``sources``: utt_id -> signature)."""
+        self.skipped.update(skipped)
+        self.skip_sources.update(sources)
+        self._write_skips()
+
+    def unskip(self, utt_ids: Sequence[str]) -> None:
+        """Forget earlier skips (their utterances are about to be retried)."""
+        for u in utt_ids:
+            self.skipped.pop(u, None)
+            self.skip_sources.pop(u, None)
+        self._write_skips()
+
     def finalize(self) -> Path:
-        """Mark the store complete and rename ``*.h5.partial`` to ``*.h5``. Returns the final path."""
+        """Mark the store complete and rename ``*.h5.partial`` to ``*.h5`` (replacing an older store there
+        atomically). Returns the final path."""
         f = self._f
         n = int(f.attrs["n_written"])
         if n == 0:
@@ -237,13 +383,20 @@ class StoreWriter:
         f.attrs["complete"] = True
         f.attrs["finalized_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         f.close()
-        os.replace(self.partial, self.path)
+        try:
+            os.replace(self.partial, self.path)
+        finally:
+            self._lock.release()
         return self.path
 
     def close(self) -> None:
-        """Close without finalising (the partial file stays for a later resume)."""
+        """Close without finalising (the partial file stays for a later resume) and release the lock."""
         if self._f.id.valid:
-            self._f.close()
+            try:
+                self._f.close()
+            except (OSError, RuntimeError):
+                pass
+        self._lock.release()
 
     def __enter__(self) -> "StoreWriter":
         return self
@@ -252,16 +405,105 @@ class StoreWriter:
         self.close()
 
 
-def _norm(v: Any) -> Any:
-    return json.loads(json.dumps(v, sort_keys=True, default=str))
-
-
 def _strs(ds: h5py.Dataset) -> np.ndarray:
     return ds.asstr()[:].astype(object) if len(ds) else np.array([], dtype=object)
 
 
+def _int_attr(attrs: h5py.AttributeManager, key: str) -> int | None:
+    v = attrs.get(key)
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+        return None
+    return int(v)
+
+
+def _check_layout(f: h5py.File, path: Path, complete: bool | None, fix: str) -> tuple[int, dict[str, Any]]:
+    """Validate a store's structure in O(metadata); returns ``(n_written, provenance)``.
+
+    ``complete``: ``True`` requires a finished store, ``False`` a partial one, ``None`` either. Every check
+    names what is wrong; ``fix`` says what to do about it.
+    """
+    def bad(msg: str) -> StoreError:
+        return StoreError(f"{path}: corrupt store: {msg}; {fix}")
+
+    if "data" not in f or "provenance_json" not in f.attrs:
+        raise StoreError(f"{path}: not a feature store (no /data or provenance); {fix}")
+    fv = _int_attr(f.attrs, "format_version")
+    if fv != FORMAT_VERSION:
+        raise StoreError(f"{path}: store format {f.attrs.get('format_version')!r} is not {FORMAT_VERSION}; "
+                         f"re-extract it with this version")
+    is_complete = f.attrs.get("complete")
+    if not isinstance(is_complete, (bool, np.bool_)):
+        raise bad(f"attr 'complete' is {is_complete!r}, not a boolean")
+    is_complete = bool(is_complete)
+    n = _int_attr(f.attrs, "n_written")
+    if n is None or n < 0:
+        raise bad(f"attr 'n_written' is {f.attrs.get('n_written')!r}, not a count")
+    try:
+        prov = json.loads(f.attrs["provenance_json"])
+    except (TypeError, ValueError) as e:
+        raise bad(f"provenance_json is not valid JSON ({e})") from None
+    if not isinstance(prov, dict):
+        raise bad(f"provenance_json is a {type(prov).__name__}, not a JSON object")
+    for key in ("skipped_json", "skipped_sources_json"):
+        if key in f.attrs:
+            try:
+                val = json.loads(f.attrs[key])
+            except (TypeError, ValueError) as e:
+                raise bad(f"{key} is not valid JSON ({e})") from None
+            if not isinstance(val, dict) or (key == "skipped_json" and
+                                             not all(isinstance(v, str) for v in val.values())):
+                raise bad(f"{key} is not a JSON object of the right shape")
+    try:
+        FeatureIdentity.from_provenance(prov)
+    except (TypeError, ValueError) as e:
+        raise bad(f"provenance has a mistyped identity field ({e})") from None
+    for name in ("offsets", *_PER_UTT):
+        if name not in f or not isinstance(f[name], h5py.Dataset):
+            raise bad(f"dataset /{name} is missing")
+    data = f["data"]
+    if not isinstance(data, h5py.Dataset) or data.ndim != 2 or data.dtype not in (np.float16, np.float32):
+        raise bad("/data is not a 2-D float16/float32 dataset")
+    dims = _int_attr(f.attrs, "dims")
+    if dims is None or dims != data.shape[1] or dims <= 0:
+        raise bad(f"attr 'dims' ({f.attrs.get('dims')!r}) differs from /data's width {data.shape[1]}")
+    offsets = f["offsets"]
+    if offsets.ndim != 1 or offsets.dtype.kind not in "iu" or len(offsets) < n + 1:
+        raise bad(f"/offsets is not an integer vector of at least n_written + 1 = {n + 1} entries")
+    exact = is_complete and complete is not False
+    for name in _PER_UTT:
+        ds = f[name]
+        if ds.ndim != 1 or len(ds) < n or (exact and len(ds) != n):
+            raise bad(f"/{name} has {ds.shape[0] if ds.ndim else 0} entries for {n} utterances")
+        if name in _META_STR and h5py.check_string_dtype(ds.dtype) is None:
+            raise bad(f"/{name} is not a string dataset")
+    if exact:
+        n_utts = _int_attr(f.attrs, "n_utts")
+        if n_utts != n or len(offsets) != n + 1:
+            raise bad(f"n_utts ({f.attrs.get('n_utts')!r}), n_written ({n}) and /offsets ({len(offsets)} entries) "
+                      f"disagree")
+    off = offsets[: n + 1].astype(np.int64)
+    if off[0] != 0 or (n and not (np.diff(off) > 0).all()):
+        raise bad("/offsets does not start at 0 and increase strictly (every utterance has frames)")
+    if off[-1] > data.shape[0] or (exact and off[-1] != data.shape[0]):
+        raise bad(f"/offsets ends at frame {off[-1]} but /data holds {data.shape[0]} rows")
+    claimed = int(off[-1]) * data.shape[1] * data.dtype.itemsize
+    stored = data.id.get_storage_size()
+    chunk_bytes = int(np.prod(data.chunks)) * data.dtype.itemsize if data.chunks else 0
+    limit = stored * (MAX_COMPRESSION_RATIO if data.compression else 1) + chunk_bytes
+    if claimed > limit:
+        raise bad(f"/data claims {off[-1]} frames ({_mb(claimed)}) but holds only {_mb(stored)} on disk")
+    if "tokens" in f:
+        tok = f["tokens"]
+        if tok.ndim != 1 or h5py.check_string_dtype(tok.dtype) is None or len(tok) < off[-1] \
+                or (exact and len(tok) != off[-1]):
+            raise bad(f"/tokens does not hold one token per frame row ({off[-1]})")
+    if complete is True and not is_complete:
+        raise StoreError(f"{path}: store is incomplete (interrupted extraction); rerun it to resume")
+    return n, prov
+
+
 class FeatureStore:
-    """Read a complete store.
+    """Read a complete store, validated on open (see :func:`_check_layout`).
 
     Metadata (ids, labels, speakers, sessions, durations, offsets) is read into memory on open. Frames are
     read lazily per utterance with :meth:`frames`, or all at once with :meth:`load` (one read of ``/data``).
@@ -270,6 +512,8 @@ class FeatureStore:
         utt_ids, labels, speakers, sessions, transcripts: object arrays of str, one per utterance.
         durations: float32 [n_utts] seconds. offsets: int64 [n_utts + 1]. manifest_index: int64 [n_utts].
         provenance: the provenance dict the writer was given (plus dims, dtype, format_version).
+        identity: the :class:`~ser_common.identity.FeatureIdentity` derived from it.
+        skipped: utt_id -> why it was left out.  skip_sources: utt_id -> :func:`file_signature` at the time.
     """
 
     def __init__(self, path: str | os.PathLike, allow_partial: bool = False):
@@ -281,29 +525,42 @@ class FeatureStore:
         try:
             self._f = h5py.File(self.path, "r")
         except OSError as e:
-            raise StoreError(f"{self.path}: not a readable HDF5 store ({e})") from e
+            raise StoreError(f"{self.path}: not a readable HDF5 store ({e})") from None
+        try:
+            self._read(allow_partial)
+        except BaseException:
+            self._f.close()
+            raise
+
+    def _read(self, allow_partial: bool) -> None:
         f = self._f
-        if "provenance_json" not in f.attrs or "data" not in f:
-            f.close()
-            raise StoreError(f"{self.path}: not a feature store (no /data or provenance)")
-        if int(f.attrs.get("format_version", -1)) != FORMAT_VERSION:
-            raise StoreError(f"{self.path}: store format {f.attrs.get('format_version')} is not {FORMAT_VERSION}")
-        if not bool(f.attrs["complete"]) and not allow_partial:
-            raise StoreError(f"{self.path}: store is incomplete (interrupted extraction); rerun it to resume")
-        n = int(f.attrs["n_written"])
-        self.provenance: dict[str, Any] = json.loads(f.attrs["provenance_json"])
-        self.skipped: dict[str, str] = json.loads(f.attrs.get("skipped_json", "{}"))
-        self.offsets = f["offsets"][: n + 1].astype(np.int64)
-        self.utt_ids = _strs(f["utt_id"])[:n]
-        self.labels = _strs(f["label"])[:n]
-        self.speakers = _strs(f["speaker"])[:n]
-        self.sessions = _strs(f["session"])[:n]
-        self.transcripts = _strs(f["transcript"])[:n]
-        self.durations = f["duration"][:n]
-        self.manifest_index = f["manifest_index"][:n]
+        fix = "re-extract it (ser-extract … --overwrite) or remove it from the folder"
+        try:
+            n, prov = _check_layout(f, self.path, complete=None if allow_partial else True, fix=fix)
+            self.provenance: dict[str, Any] = prov
+            self.identity = FeatureIdentity.from_provenance(prov)
+            self.skipped: dict[str, str] = json.loads(f.attrs.get("skipped_json", "{}"))
+            self.skip_sources: dict[str, Any] = json.loads(f.attrs.get("skipped_sources_json", "{}"))
+            self.offsets = f["offsets"][: n + 1].astype(np.int64)
+            self.utt_ids = _strs(f["utt_id"])[:n]
+            self.labels = _strs(f["label"])[:n]
+            self.speakers = _strs(f["speaker"])[:n]
+            self.sessions = _strs(f["session"])[:n]
+            self.transcripts = _strs(f["transcript"])[:n]
+            self.durations = f["duration"][:n]
+            self.manifest_index = f["manifest_index"][:n]
+        except (OSError, UnicodeDecodeError, ValueError, TypeError) as e:
+            if isinstance(e, StoreError):
+                raise
+            raise StoreError(f"{self.path}: corrupt store: cannot read its metadata ({e}); {fix}") from None
         self.dims = int(f.attrs["dims"])
         self.is_text = "tokens" in f
         self._index = {u: i for i, u in enumerate(self.utt_ids)}
+        if len(self._index) != n:
+            from collections import Counter
+
+            dup = next(u for u, c in Counter(self.utt_ids.tolist()).items() if c > 1)
+            raise StoreError(f"{self.path}: corrupt store: utterance id {dup!r} appears more than once; {fix}")
 
     @property
     def attrs(self) -> dict[str, Any]:
@@ -340,7 +597,10 @@ class FeatureStore:
 
     def load(self, dtype: str | np.dtype | None = None) -> np.ndarray:
         """All frames in one read: ``(total_frames × dims)``; slice with :attr:`offsets`."""
-        data = self._f["data"][: int(self.offsets[-1])]
+        try:
+            data = self._f["data"][: int(self.offsets[-1])]
+        except OSError as e:
+            raise StoreError(f"{self.path}: corrupt store: /data cannot be read ({e}); re-extract it") from None
         return data if dtype is None else data.astype(dtype, copy=False)
 
     def __iter__(self) -> Iterator[tuple[str, np.ndarray]]:

@@ -1,10 +1,15 @@
 """Fitted-model bundles: fit on a store, save, and predict on (or rank for labelling) another store.
 
 A bundle (``torch.save`` of plain tensors/dicts, loadable with ``weights_only=True``) holds the head name,
-its :class:`TrainConfig`, the class list, the state dict, the normalisation statistics, and the subset of
-each training store's provenance that a store must match at predict time (:data:`MATCH_KEYS`: same
-features from the same encoder weights and layer, same cropping, frame rate and dims). ``compute_dtype``
-and bookkeeping (manifest hash, dates, versions) are deliberately not compared.
+its :class:`TrainConfig`, the class list, the state dict, the normalisation statistics, and the
+:class:`~ser_common.identity.FeatureIdentity` of each training store. A store matches at predict time when
+its identity equals the bundle's in the ``features`` scope: same feature kind and encoder class, the same
+weights by sha256 (never by the path they were read from, so a bundle moves to another machine), layer,
+crop, sample and frame rate, dims, encoder window and settings. The manifest and the compute/storage
+dtypes are deliberately not compared. Each store's ``spec`` is kept as bookkeeping (``ser-extract --like``).
+
+Bundles are written to a temporary name and renamed into place, so an existing bundle survives a failed
+save (full disk, killed run).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import numpy as np
 import torch
 
 from ser_common.folds import sample_per_class
+from ser_common.identity import FeatureIdentity
 from ser_common.store import StoreError
 
 from .config import TrainConfig
@@ -30,8 +36,9 @@ from .normalization import Standardizer
 from .trainer import FittedModel, Job, fit_jobs, head_in_dims, predict_proba
 
 BUNDLE_FORMAT = "ser-train-bundle"
-BUNDLE_VERSION = 1
-MATCH_KEYS = ("feature", "encoder", "weights_sha256", "layer", "crop_s", "frame_rate_hz", "dims", "sample_rate")
+BUNDLE_VERSION = 2
+LEGACY_MATCH_KEYS = ("weights_sha256", "layer", "crop_s", "frame_rate_hz", "dims", "sample_rate")
+"""What a version-1 bundle (which kept a provenance subset, not an identity) is matched on."""
 STRATEGIES = ("entropy", "margin", "random")
 
 
@@ -39,9 +46,10 @@ class ProvenanceMismatch(StoreError):
     """A store whose features differ from those a bundle was trained on; the message names the keys."""
 
 
-def provenance_subset(provenance: dict[str, Any]) -> dict[str, Any]:
-    """The :data:`MATCH_KEYS` of a provenance dict (JSON-normalised; absent keys are ``None``)."""
-    return json.loads(json.dumps({k: provenance.get(k) for k in MATCH_KEYS}, sort_keys=True, default=str))
+def store_entry(provenance: dict[str, Any]) -> dict[str, Any]:
+    """What a bundle keeps of one training store: its identity, plus its spec and name as bookkeeping."""
+    return {"identity": FeatureIdentity.from_provenance(provenance).to_dict(), "spec": provenance.get("spec"),
+            "feature": provenance.get("feature")}
 
 
 @dataclass(eq=False)
@@ -54,7 +62,9 @@ class Bundle:
     in_dims: int | tuple[int, int]
     state_dict: dict[str, torch.Tensor]
     standardizers: list[Standardizer]
-    provenance: list[dict[str, Any]]
+    stores: list[dict[str, Any]]
+    """Per training store (audio, then text): ``identity`` (a :class:`FeatureIdentity` dict), ``spec``,
+    ``feature``; a version-1 bundle has ``legacy`` (its provenance subset) instead of ``identity``."""
     meta: dict[str, Any] = field(default_factory=dict)
 
     def model(self) -> FittedModel:
@@ -78,7 +88,7 @@ def fit_bundle(inputs: Inputs, head: str, cfg: TrainConfig, k: int | None = None
     return Bundle(head=head, config=cfg, classes=inputs.classes, in_dims=head_in_dims(head, inputs),
                   state_dict={n: t.detach().cpu() for n, t in model.head.state_dict().items()},
                   standardizers=[s for s in model.standardizers],
-                  provenance=[provenance_subset(s.provenance) for s in inputs.stores],
+                  stores=[store_entry(s.provenance) for s in inputs.stores],
                   meta={"k": k, "seed": seed, "n_train": int(len(rows)), "epochs": model.epochs,
                         "steps": model.steps, "train_counts": dict(zip(inputs.classes, counts.tolist())),
                         "stores": [str(Path(s.path).resolve()) for s in inputs.stores],
@@ -86,13 +96,24 @@ def fit_bundle(inputs: Inputs, head: str, cfg: TrainConfig, k: int | None = None
 
 
 def save_bundle(bundle: Bundle, path: str | os.PathLike) -> Path:
+    """Write ``bundle`` to ``path`` via a temporary file renamed into place (an old bundle there survives
+    any failure). Raises ``RuntimeError`` naming the path when it cannot be written."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     in_dims = list(bundle.in_dims) if isinstance(bundle.in_dims, tuple) else bundle.in_dims
-    torch.save({"format": BUNDLE_FORMAT, "version": BUNDLE_VERSION, "head": bundle.head,
-                "config": bundle.config.to_dict(), "classes": list(bundle.classes), "in_dims": in_dims,
-                "state_dict": bundle.state_dict, "standardizers": [s.state() for s in bundle.standardizers],
-                "provenance": bundle.provenance, "meta": json.loads(json.dumps(bundle.meta, default=str))}, path)
+    obj = {"format": BUNDLE_FORMAT, "version": BUNDLE_VERSION, "head": bundle.head,
+           "config": bundle.config.to_dict(), "classes": list(bundle.classes), "in_dims": in_dims,
+           "state_dict": bundle.state_dict, "standardizers": [s.state() for s in bundle.standardizers],
+           "stores": bundle.stores, "meta": json.loads(json.dumps(bundle.meta, default=str))}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:
+        tmp.unlink(missing_ok=True)
+        kept = " (the bundle already there is unchanged)" if path.exists() else ""
+        raise RuntimeError(f"{path}: cannot write the model bundle ({e}){kept}; free some space or choose "
+                           f"another --out") from None
     return path
 
 
@@ -106,28 +127,45 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
         raise ValueError(f"{path}: not a ser-train model bundle ({e})") from e
     if not isinstance(d, dict) or d.get("format") != BUNDLE_FORMAT:
         raise ValueError(f"{path}: not a ser-train model bundle")
-    if d.get("version") != BUNDLE_VERSION:
-        raise ValueError(f"{path}: bundle version {d.get('version')} is not {BUNDLE_VERSION}")
-    in_dims = tuple(d["in_dims"]) if isinstance(d["in_dims"], list) else int(d["in_dims"])
-    return Bundle(head=d["head"], config=TrainConfig.from_dict(d["config"]), classes=tuple(d["classes"]),
-                  in_dims=in_dims, state_dict=d["state_dict"],
-                  standardizers=[Standardizer(s["mean"], s["std"]) for s in d["standardizers"]],
-                  provenance=d["provenance"], meta=d["meta"])
+    version = d.get("version")
+    if version not in (1, BUNDLE_VERSION):
+        raise ValueError(f"{path}: bundle version {version!r} is not {BUNDLE_VERSION} (refit it with `ser-train fit`)")
+    try:
+        in_dims = tuple(d["in_dims"]) if isinstance(d["in_dims"], list) else int(d["in_dims"])
+        if version == 1:
+            stores = [{"legacy": p, "spec": None, "feature": p.get("feature")} for p in d["provenance"]]
+        else:
+            stores = d["stores"]
+            for entry in stores:
+                FeatureIdentity.from_dict(entry["identity"])
+        return Bundle(head=d["head"], config=TrainConfig.from_dict(d["config"]), classes=tuple(d["classes"]),
+                      in_dims=in_dims, state_dict=d["state_dict"],
+                      standardizers=[Standardizer(s["mean"], s["std"]) for s in d["standardizers"]],
+                      stores=stores, meta=d["meta"])
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise ValueError(f"{path}: damaged ser-train model bundle ({type(e).__name__}: {e}); refit it with "
+                         f"`ser-train fit`") from None
 
 
 def check_provenance(bundle: Bundle, stores: Sequence[StoreData]) -> None:
     """Raise :class:`ProvenanceMismatch` unless each store matches the bundle's training stores."""
-    if len(stores) != len(bundle.provenance):
-        need = "an audio and a text store (--text)" if len(bundle.provenance) == 2 else "one store (no --text)"
+    if len(stores) != len(bundle.stores):
+        need = "an audio and a text store (--text)" if len(bundle.stores) == 2 else "one store (no --text)"
         raise ProvenanceMismatch(f"the bundle's head {bundle.head!r} was trained on {need}, got "
                                  f"{', '.join(str(s.path) for s in stores)}")
-    for store, want in zip(stores, bundle.provenance):
-        have = provenance_subset(store.provenance)
-        diff = {k: (want.get(k), have.get(k)) for k in MATCH_KEYS if want.get(k) != have.get(k)}
+    for store, entry in zip(stores, bundle.stores):
+        if "identity" in entry:
+            want = FeatureIdentity.from_dict(entry["identity"])
+            diff = want.diff(FeatureIdentity.from_provenance(store.provenance), scope="features")
+        else:
+            legacy = entry["legacy"]
+            diff = {k: (legacy.get(k), store.provenance.get(k)) for k in LEGACY_MATCH_KEYS
+                    if json.dumps(legacy.get(k), default=str) != json.dumps(store.provenance.get(k), default=str)}
         if diff:
             detail = "; ".join(f"{k}: trained on {a!r}, store has {b!r}" for k, (a, b) in diff.items())
             raise ProvenanceMismatch(f"{store.path}: features differ from those the model was trained on "
-                                     f"({', '.join(diff)}): {detail}")
+                                     f"({', '.join(diff)}): {detail}; extract them as the model expects "
+                                     f"(ser-extract --like MODEL) or refit on this store")
 
 
 def bundle_inputs(bundle: Bundle, audio: StoreData, text: StoreData | None = None,
