@@ -187,13 +187,20 @@ class Predictions:
     proba: np.ndarray
 
     def write_csv(self, path: str | os.PathLike) -> Path:
+        """One row per utterance: utt_id, label, pred, p_<class>… (probabilities as numbers, 6 decimals).
+
+        Text cells (ids, labels, class names) that a spreadsheet would run as a formula are neutralised with
+        a leading ``'`` (:func:`ser_common.spreadsheet.safe_cell`).
+        """
+        from ser_common.spreadsheet import safe_cell
+
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w", newline="") as f:
             w = csv.writer(f)
-            w.writerow(["utt_id", "label", "pred", *[f"p_{c}" for c in self.classes]])
+            w.writerow([safe_cell(c) for c in ["utt_id", "label", "pred", *[f"p_{c}" for c in self.classes]]])
             for u, lab, p, pr in zip(self.utt_ids, self.labels, self.pred, self.proba):
-                w.writerow([u, lab, self.classes[p], *[f"{v:.6f}" for v in pr]])
+                w.writerow([safe_cell(u), safe_cell(lab), safe_cell(self.classes[p]), *[f"{v:.6f}" for v in pr]])
         return path
 
 
@@ -276,12 +283,19 @@ def suggest(bundle: Bundle, inputs: Inputs, n: int = 100, strategy: str = "entro
 
 
 def write_suggestions(rows: Sequence[dict[str, Any]], classes: Sequence[str], path: str | os.PathLike) -> Path:
+    """The rows of :func:`suggest` as CSV: rank, utt_id, score, pred, p_<class>… (floats with 6 decimals).
+
+    Numbers stay numbers; text cells that a spreadsheet would run as a formula are neutralised with a
+    leading ``'`` (:func:`ser_common.spreadsheet.safe_cell`).
+    """
+    from ser_common.spreadsheet import safe_cell
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     cols = ["rank", "utt_id", "score", "pred", *[f"p_{c}" for c in classes]]
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols)
-        w.writeheader()
+        w.writerow({c: safe_cell(c) for c in cols})
         for r in rows:
-            w.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in r.items()})
+            w.writerow({k: (f"{v:.6f}" if isinstance(v, float) else safe_cell(v)) for k, v in r.items()})
     return path
