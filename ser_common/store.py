@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +51,7 @@ __all__ = ["FORMAT_VERSION", "DISK_MARGIN_BYTES", "StoreError", "DiskFullError",
            "store_provenance"]
 
 FORMAT_VERSION = 1
-DISK_MARGIN_BYTES = 16 << 20
+DISK_MARGIN_BYTES = 4 << 20
 """Free bytes a commit must leave beyond twice the batch's own size (HDF5 allocates whole chunks)."""
 MAX_COMPRESSION_RATIO = 100
 """A compressed ``/data`` may claim at most this many times its stored bytes (guards against a tiny file
@@ -307,40 +308,68 @@ class StoreWriter:
                 f"{self.partial.parent}: disk full: {_mb(free)} free, the next batch needs about {_mb(2 * need + DISK_MARGIN_BYTES)} "
                 f"(with margin). The {n} utterances committed to {self.partial.name} are kept: free some space and "
                 f"rerun the same command to resume")
+        failure = None
+        hook = sys.unraisablehook
+        sys.unraisablehook = lambda unraisable: None  # h5py reports chunk-eviction failures of dropped handles here
         try:
-            self._write(f, n, metas, arrays, tokens)
-        except OSError as e:
-            raise StoreError(f"{self.partial}: writing a batch failed ({e}); the {n} utterances committed before it "
-                             f"are kept: fix the cause (disk space, permissions) and rerun to resume") from None
+            try:
+                self._write(f, n, metas, arrays, tokens)
+            except (OSError, RuntimeError) as e:  # h5py reports a failed flush (ENOSPC, EIO) as RuntimeError
+                failure = "disk full (No space left on device)" if "No space left" in str(e) or \
+                    getattr(e, "errno", None) == 28 else (str(e).split("(")[0].strip() or type(e).__name__)
+            # the failed write's dataset handles are released here, while the file is still open (closing
+            # the file under live handles after a failed flush crashes HDF5)
+            if failure is not None:
+                self.close()
+        finally:
+            sys.unraisablehook = hook
+        if failure is not None:
+            raise StoreError(f"{self.partial}: writing a batch failed: {failure}. The {n} utterances committed "
+                             f"before it are kept: fix the cause (free disk space, permissions) and rerun the same "
+                             f"command to resume")
         self.done_ids.update(m.utt_id for m in metas)
 
     def _write(self, f: h5py.File, n: int, metas: Sequence[UtteranceMeta], arrays: list[np.ndarray],
                tokens: Sequence[Sequence[str]] | None) -> None:
-        start = int(f["offsets"][n])
+        """Write one batch past the commit point, make sure it reached the disk, then move the commit point.
+
+        Each dataset is flushed through its own handle (``H5Dflush``), which raises on a failed chunk write;
+        without it HDF5 evicts chunks when a handle is dropped and swallows the error (seen on a full tmpfs).
+        """
+        data, offsets = f["data"], f["offsets"]
+        start = int(offsets[n])
         lengths = np.array([a.shape[0] for a in arrays], dtype=np.int64)
         total = start + int(lengths.sum())
-        f["data"].resize(total, axis=0)
-        f["data"][start:total] = np.concatenate(arrays, axis=0)
-        f["offsets"].resize(n + len(arrays) + 1, axis=0)
-        f["offsets"][n + 1:] = start + np.cumsum(lengths)
+        data.resize(total, axis=0)
+        data[start:total] = np.concatenate(arrays, axis=0)
+        offsets.resize(n + len(arrays) + 1, axis=0)
+        offsets[n + 1:] = start + np.cumsum(lengths)
         m_new = n + len(arrays)
         cols = {
             "utt_id": [m.utt_id for m in metas], "label": [m.label or "" for m in metas],
             "speaker": [m.speaker for m in metas], "session": [m.session for m in metas],
             "transcript": [m.transcript or "" for m in metas],
+            "duration": np.array([m.duration for m in metas], dtype=np.float32),
+            "manifest_index": np.array([m.manifest_index for m in metas], dtype=np.int64),
         }
+        handles = [data, offsets]
         for name, values in cols.items():
-            f[name].resize(m_new, axis=0)
-            f[name][n:m_new] = np.array(values, dtype=object)
-        f["duration"].resize(m_new, axis=0)
-        f["duration"][n:m_new] = np.array([m.duration for m in metas], dtype=np.float32)
-        f["manifest_index"].resize(m_new, axis=0)
-        f["manifest_index"][n:m_new] = np.array([m.manifest_index for m in metas], dtype=np.int64)
+            ds = f[name]
+            ds.resize(m_new, axis=0)
+            ds[n:m_new] = values if isinstance(values, np.ndarray) else np.array(values, dtype=object)
+            handles.append(ds)
         if self.text:
             flat = [t for toks in tokens for t in toks]
-            f["tokens"].resize(total, axis=0)
-            f["tokens"][start:total] = np.array(flat, dtype=object)
+            ds = f["tokens"]
+            ds.resize(total, axis=0)
+            ds[start:total] = np.array(flat, dtype=object)
+            handles.append(ds)
+        for ds in handles:
+            ds.id.flush()
         f.flush()
+        need = total * self.dims * self.dtype.itemsize
+        if data.id.get_storage_size() < need:
+            raise OSError(f"/data holds {data.id.get_storage_size()} bytes after the write, {need} expected")
         f.attrs["n_written"] = m_new  # the commit point moves only after the batch is on disk
         f.flush()
 
