@@ -226,15 +226,24 @@ def uncertainty(proba: np.ndarray, strategy: str, seed: int = 0) -> np.ndarray:
 
 
 def read_id_list(path: str | os.PathLike) -> set[str]:
-    """Utterance ids from a ``.jsonl`` (field ``utt_id``), ``.csv`` (column ``utt_id``) or text file (one a line)."""
+    """Utterance ids from a ``.jsonl`` (field ``utt_id``), ``.csv`` (column ``utt_id``; cells escaped by
+    :func:`~ser_common.spreadsheet.safe_cell`, as in our own CSVs, are restored) or text file (one a line)."""
+    from ser_common.spreadsheet import restore_cell
+
     path = Path(path)
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from None
     if path.suffix == ".jsonl":
         out = set()
         for n, line in enumerate(text.splitlines(), 1):
             if line.strip():
-                rec = json.loads(line)
-                if "utt_id" not in rec:
+                try:
+                    rec = json.loads(line)
+                except ValueError as e:
+                    raise ValueError(f"{path}:{n}: not a JSON line ({e})") from None
+                if not isinstance(rec, dict) or "utt_id" not in rec:
                     raise ValueError(f"{path}:{n}: record has no utt_id")
                 out.add(str(rec["utt_id"]))
         return out
@@ -242,7 +251,7 @@ def read_id_list(path: str | os.PathLike) -> set[str]:
         rows = list(csv.DictReader(text.splitlines()))
         if rows and "utt_id" not in rows[0]:
             raise ValueError(f"{path}: no utt_id column")
-        return {r["utt_id"] for r in rows}
+        return {restore_cell(r["utt_id"]) for r in rows}
     return {line.strip() for line in text.splitlines() if line.strip()}
 
 

@@ -70,3 +70,14 @@ def test_suggestion_csv_neutralises_text_keeps_numbers(tmp_path):
     assert [r[3] for r in out[1:]] == ["'=a" if i % 2 == 0 else "b" for i in range(len(EVIL_IDS))]
     assert all(r[4:] == ["0.750000", "0.250000"] for r in out[1:])
     assert [restore_cell(r[1]) for r in out[1:]] == EVIL_IDS
+
+
+def test_a_suggestions_csv_fed_back_as_exclude_matches_escaped_ids(tmp_path):
+    from train.bundle import read_id_list, write_suggestions
+
+    rows = [{"rank": 1, "utt_id": "=1+2", "score": 0.5, "pred": "sad", "p_sad": 1.0},
+            {"rank": 2, "utt_id": "'quoted", "score": 0.4, "pred": "sad", "p_sad": 1.0},
+            {"rank": 3, "utt_id": "plain", "score": 0.3, "pred": "sad", "p_sad": 1.0}]
+    path = write_suggestions(rows, ["sad"], tmp_path / "s.csv")
+    assert "'=1+2" in path.read_text()
+    assert read_id_list(path) == {"=1+2", "'quoted", "plain"}
