@@ -11,17 +11,22 @@ Schedules (``--schedule``):
     under-trained; this schedule shows what the heads reach once the optimiser has converged.
 
 Explicit overrides (``--epochs --lr --batch-size --dropout``) replace the schedule's values; an explicit
-``--epochs`` is taken literally (it also switches the step floor of ``converged`` off).
+``--epochs`` is taken literally (it also switches the step floor of ``converged`` off). Every value is
+validated when the config is made (:meth:`TrainConfig.problem`): ``--lr nan``, a zero or negative learning
+rate, ``--dropout nan`` and the like are refused with a one-line message before anything is trained.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import numbers
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 SCHEDULES = ("paper", "converged")
+MAX_LR = 1e30
+"""Largest learning rate accepted: beyond about 3e37 Adam's float32 step (lr / (1 - beta1)) overflows."""
 CONVERGED_MIN_STEPS = 3000
 CONVERGED_MAX_EPOCHS = 1000
 
@@ -73,16 +78,44 @@ class TrainConfig:
     eval_batch: int = 64
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ValueError(f"epochs, batch_size and lr must be positive: {self}")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        problem = self.problem()
+        if problem:
+            raise ValueError(problem)
+
+    def problem(self) -> str | None:
+        """The first invalid value, as a one-line message naming the option and the fix (``None``: valid).
+
+        Refused: a learning rate that is not a positive finite number (``nan``, ``inf``, 0, negative), a
+        dropout outside [0, 1) (``nan`` included), non-positive epochs/batch size/widths, unknown choices.
+        """
+        def positive_int(v: Any) -> bool:
+            return isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1
+
+        if not (isinstance(self.lr, numbers.Real) and math.isfinite(self.lr) and self.lr > 0):
+            return (f"learning rate (--lr) must be a positive finite number, got {self.lr!r}; "
+                    f"the paper's schedule uses 1e-4, the converged one 1e-3")
+        if self.lr > MAX_LR:
+            return (f"learning rate (--lr) {self.lr:g} is too large: above {MAX_LR:g} the optimiser's float32 "
+                    f"arithmetic overflows; the paper's schedule uses 1e-4, the converged one 1e-3")
+        if not (isinstance(self.dropout, numbers.Real) and math.isfinite(self.dropout) and 0 <= self.dropout < 1):
+            return f"dropout (--dropout) must be a probability in [0, 1), got {self.dropout!r}; the default is 0.2"
+        for name, option in (("epochs", "--epochs"), ("batch_size", "--batch-size"), ("max_epochs", None),
+                             ("eval_batch", None), ("audio_stride", "--audio-stride"), ("hidden", "--hidden"),
+                             ("lstm_hidden", "--lstm-hidden")):
+            value = getattr(self, name)
+            if not positive_int(value):
+                return f"{name}{f' ({option})' if option else ''} must be a positive integer, got {value!r}"
+        if not (isinstance(self.layers, numbers.Integral) and self.layers >= 0):
+            return f"layers (--layers) must be an integer >= 0, got {self.layers!r}"
+        if not (isinstance(self.input_proj, numbers.Integral) and self.input_proj >= 0):
+            return f"input_proj must be an integer >= 0 (0 = off), got {self.input_proj!r}"
+        if self.min_steps is not None and not (isinstance(self.min_steps, numbers.Integral) and self.min_steps >= 0):
+            return f"min_steps must be None or an integer >= 0, got {self.min_steps!r}"
         if self.lstm_impl not in ("dense", "packed"):
-            raise ValueError(f"lstm_impl must be 'dense' or 'packed', got {self.lstm_impl!r}")
-        if self.audio_stride < 1 or self.hidden < 1 or self.layers < 0 or self.lstm_hidden < 1 or self.input_proj < 0:
-            raise ValueError(f"audio_stride, hidden and lstm_hidden must be positive, layers >= 0: {self}")
+            return f"lstm_impl must be 'dense' or 'packed', got {self.lstm_impl!r}"
         if self.align not in ("bilinear", "additive"):
-            raise ValueError(f"align must be 'bilinear' or 'additive', got {self.align!r}")
+            return f"align must be 'bilinear' or 'additive', got {self.align!r}"
+        return None
 
     def epochs_for(self, n_train: int) -> int:
         """Epochs to run on ``n_train`` training utterances (applies the ``min_steps`` floor and cap)."""
