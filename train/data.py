@@ -24,6 +24,10 @@ from ser_common.store import FeatureStore, StoreError
 
 STATS_CHUNK_FRAMES = 1 << 16
 """Frames converted to float32 at a time while computing :class:`UttStats`."""
+FINITE_CHUNK_VALUES = 1 << 20
+"""Values (frame rows × dims) checked for NaN/Inf at a time by :func:`find_nonfinite`."""
+_FLOAT_BITS = {np.dtype(np.float16): (np.uint16, 0xF800), np.dtype(np.float32): (np.uint32, 0xFF000000)}
+"""dtype -> (same-width unsigned type, threshold of ``bits << 1`` at and above which a value is NaN/Inf)."""
 
 
 @dataclass(frozen=True)
@@ -109,9 +113,21 @@ class StoreData:
         return self._on_device[key]
 
     def stats(self) -> UttStats:
-        """Per-utterance count/sum/sumsq/mean/max (computed on first use, then cached)."""
+        """Per-utterance count/sum/sumsq/mean/max (computed on first use, then cached).
+
+        Raises :class:`StoreError` when they overflow float32 (frame values beyond about 1e19, whose squares
+        are infinite): standardisation and pooling would silently turn such features into zeros or NaN.
+        """
         if self._stats is None:
-            self._stats = compute_utt_stats(self.frames, self.offsets)
+            st = compute_utt_stats(self.frames, self.offsets)
+            bad = ~(np.isfinite(st.sum).all(1) & np.isfinite(st.sumsq).all(1))
+            if bad.any():
+                u = int(np.flatnonzero(bad)[0])
+                big = float(self.frames[int(self.offsets[u]):int(self.offsets[u + 1])].float().abs().max())
+                raise StoreError(f"{self.path}: utterance {self.utt_ids[u]!r} (and {int(bad.sum()) - 1} more) has "
+                                 f"frame values too large for float32 statistics (|x| up to {big:.3g}, whose "
+                                 f"squares overflow): rescale the features when extracting them")
+            self._stats = st
         return self._stats
 
     def take(self, rows: Sequence[int] | np.ndarray) -> "StoreData":
@@ -158,8 +174,50 @@ def compute_utt_stats(frames: torch.Tensor, offsets: np.ndarray) -> UttStats:
     return UttStats(count=count, sum=s64, sumsq=ss64, mean=mean, max=mx.numpy())
 
 
+def find_nonfinite(frames: torch.Tensor, offsets: np.ndarray,
+                   chunk_values: int = FINITE_CHUNK_VALUES) -> tuple[np.ndarray, int | None]:
+    """Utterances whose frames hold NaN or ±Inf.
+
+    ``frames`` [total_frames, D] float16/float32 (CPU) cut at ``offsets`` [N + 1]. The check reads the raw
+    bits, ``chunk_values`` values at a time: a value is NaN/Inf exactly when its exponent bits are all ones,
+    i.e. when ``bits << 1`` (the sign shifted out) is at least ``0xF800`` (float16) or ``0xFF000000``
+    (float32), so a healthy chunk costs one shift and one ``max`` (about 0.1 s per GiB); only a chunk with
+    a bad value is searched. Returns ``(utterances, first_row)``: int64 indices of the bad utterances
+    (sorted) and the first bad frame row (``None`` when every value is finite).
+    """
+    arr = frames.numpy() if isinstance(frames, torch.Tensor) else np.asarray(frames)
+    dims = max(1, int(arr.shape[1]))
+    bits = _FLOAT_BITS.get(arr.dtype)
+    if bits is None:  # another float dtype: the plain (slower) test
+        rows = np.flatnonzero(~np.isfinite(arr).all(1))
+        utts = np.unique(np.searchsorted(offsets, rows, side="right") - 1)
+        return utts.astype(np.int64), (int(rows[0]) if len(rows) else None)
+    utype, threshold = bits
+    flat = np.ascontiguousarray(arr).reshape(-1).view(utype)
+    chunk = max(dims, chunk_values)
+    buf = np.empty(min(chunk, flat.size), utype)
+    bad: list[np.ndarray] = []
+    first: int | None = None
+    for a in range(0, flat.size, chunk):
+        b = buf[:min(chunk, flat.size - a)]
+        np.left_shift(flat[a:a + chunk], 1, out=b)
+        if b.max() < threshold:
+            continue
+        rows = np.unique((np.flatnonzero(b >= threshold) + a) // dims)
+        if first is None:
+            first = int(rows[0])
+        bad.append(np.searchsorted(offsets, rows, side="right") - 1)
+    return (np.unique(np.concatenate(bad)).astype(np.int64) if bad else np.zeros(0, np.int64)), first
+
+
 def load_store(path: str | os.PathLike) -> StoreData:
-    """Read a complete store into memory (one read of ``/data``); raises :class:`StoreError` naming the file."""
+    """Read a complete store into memory (one read of ``/data``); raises :class:`StoreError` naming the file.
+
+    Refused: frames that are not float16/float32, an empty store, an utterance without frames, and frames
+    holding NaN or ±Inf (the message names the first bad utterance and how many there are; see
+    :func:`find_nonfinite`). ``ser-extract`` never writes such values, so a store holding them was altered
+    or written by another tool: re-extract it.
+    """
     path = Path(path)
     with FeatureStore(path) as fs:
         data = fs.load()
@@ -171,7 +229,18 @@ def load_store(path: str | os.PathLike) -> StoreData:
         if (lengths <= 0).any():
             bad = fs.utt_ids[np.flatnonzero(lengths <= 0)[0]]
             raise StoreError(f"{path}: utterance {bad!r} has no frames")
-        return StoreData(path=path, provenance=dict(fs.provenance), frames=torch.from_numpy(np.ascontiguousarray(data)),
+        frames = torch.from_numpy(np.ascontiguousarray(data))
+        bad_utts, first_row = find_nonfinite(frames, fs.offsets)
+        if len(bad_utts):
+            u = int(bad_utts[0])
+            who = (f"utterance {fs.utt_ids[u]!r} holds" if len(bad_utts) == 1 else
+                   f"{len(bad_utts)} utterances hold")
+            raise StoreError(
+                f"{path}: {who} NaN/Inf frame values (first: utterance {fs.utt_ids[u]!r}, its frame "
+                f"{first_row - int(fs.offsets[u])}, row {first_row} of /data); training on them would give NaN "
+                f"scores: re-extract the store (ser-extract ... --overwrite) or leave those utterances out of "
+                f"the manifest")
+        return StoreData(path=path, provenance=dict(fs.provenance), frames=frames,
                          offsets=fs.offsets.copy(), utt_ids=fs.utt_ids.copy(), labels=fs.labels.copy(),
                          speakers=fs.speakers.copy(), sessions=fs.sessions.copy(),
                          transcripts=fs.transcripts.copy(), is_text=bool(fs.is_text))
@@ -263,6 +332,26 @@ def make_inputs(audio: StoreData, text: StoreData | None = None, classes: Sequen
         classes = class_order(labelled)
     classes = tuple(classes)
     return Inputs(audio=audio, text=text, classes=classes, y=encode_labels(audio.labels, classes))
+
+
+def check_classes(inputs: Inputs, what: str = "cross-validate") -> None:
+    """Refuse (``ValueError``) inputs whose labelled rows hold fewer than two classes.
+
+    ``what`` names the refused action in the message (``cross-validate``, ``fit a model``). A classifier of
+    one class scores 100 % without learning anything, so no number is reported from such a store.
+    """
+    path = inputs.audio.path
+    lab = inputs.labelled
+    other = sorted({str(x) for x in inputs.audio.labels[inputs.y < 0] if x})
+    outside = (f"; {int(sum(1 for x in inputs.audio.labels if x and x not in inputs.classes))} utterances carry "
+               f"labels outside the classes ({', '.join(other[:5])})") if other else ""
+    if len(lab) == 0:
+        raise ValueError(f"{path}: no labelled utterance to {what} on{outside}; label some utterances first")
+    present = np.unique(inputs.y[lab])
+    if len(present) < 2:
+        only = inputs.classes[int(present[0])]
+        raise ValueError(f"{path}: every labelled utterance ({len(lab)}) is {only!r}: cannot {what} with fewer "
+                         f"than two classes{outside}; label utterances of at least one other class")
 
 
 def load_inputs(store: str | os.PathLike, text: str | os.PathLike | None = None,

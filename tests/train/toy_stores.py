@@ -2,7 +2,9 @@
 
 Frames of class ``c`` have a class-dependent mean (so every head can learn), variable lengths (5-40
 frames), 8 dims; a matching text store has 3-9 token rows of 6 dims each with a class-dependent mean.
-A few unlabelled rows are added to check they stay out of CV.
+A few unlabelled rows are added to check they stay out of CV. :func:`relabel` makes degenerate label sets
+(one class, a class missing from a session, labels outside the four), :func:`poison` writes NaN/Inf into a
+finished store.
 """
 
 from __future__ import annotations
@@ -38,6 +40,30 @@ def toy_rows(n_unlabelled: int = 4):
     return rows
 
 
+def _class_index(label: str) -> int:
+    """Position of ``label`` in FOUR_CLASSES; other labels get a fixed index after them (by name)."""
+    if label in FOUR_CLASSES:
+        return FOUR_CLASSES.index(label)
+    return len(FOUR_CLASSES) + sum(map(ord, label))
+
+
+def relabel(mapping: dict[str, str], rows=None, where=lambda row: True):
+    """:func:`toy_rows` (or ``rows``) with labels replaced by ``mapping`` on the rows where ``where(row)``."""
+    rows = toy_rows() if rows is None else rows
+    return [(u, mapping.get(lab, lab) if where((u, lab, s, g, i)) else lab, s, g, i) for (u, lab, s, g, i) in rows]
+
+
+def poison(path: Path, utt_index: int, frame: int = 0, dim: int = 0, value: float = float("nan")) -> Path:
+    """Overwrite one value of a written store's ``/data`` (``StoreWriter`` refuses NaN/Inf, so this goes
+    through h5py): frame ``frame``, dim ``dim`` of utterance number ``utt_index``."""
+    import h5py
+
+    with h5py.File(path, "r+") as f:
+        row = int(f["offsets"][utt_index]) + frame
+        f["data"][row, dim] = value
+    return path
+
+
 def write_toy_store(path: Path, dims: int = 8, seed: int = 0, sep: float = 1.0, provenance: dict | None = None,
                     text: bool = False, rows=None, scale: np.ndarray | None = None, dtype: str = "float16") -> Path:
     """Write a toy store; class ``c`` frames ~ N(sep · e_c, 1) (+ label-free noise for unlabelled rows)."""
@@ -49,7 +75,7 @@ def write_toy_store(path: Path, dims: int = 8, seed: int = 0, sep: float = 1.0, 
         n = int(rng.integers(3, 10)) if text else int(rng.integers(5, 41))
         mu = np.zeros(dims, np.float32)
         if label:
-            mu[FOUR_CLASSES.index(label) % dims] = sep
+            mu[_class_index(label) % dims] = sep
         x = rng.standard_normal((n, dims)).astype(np.float32) + mu
         if scale is not None:
             x = x * scale
