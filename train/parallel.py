@@ -9,12 +9,22 @@ randomness depends only on its own seed, so results are identical to fitting the
 Fork is used only where it is available and safe enough: Linux/macOS ``fork`` start method, CPU device,
 and a parent running one intra-op thread (GNU OpenMP is not fork-safe once it has started a thread pool).
 Otherwise :func:`fit_parallel` is not used and jobs run serially.
+
+Failures reach the caller as they would serially: an exception in a worker (e.g.
+:class:`train.trainer.TrainingDiverged`, ``ValueError``) is sent back and re-raised in the parent with the
+same type and message (the worker's traceback is attached as a note), and the other workers are stopped at
+once. A worker that dies without an answer (killed, out of memory) gives a ``RuntimeError`` naming the job
+instead of a hang.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import pickle
+import traceback
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Sequence
 
 import torch
@@ -49,28 +59,75 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
-def _fit_one(i: int) -> tuple[int, dict[str, torch.Tensor], list[dict[str, torch.Tensor]], int, int]:
+class _Failure:
+    """An exception raised in a worker, made safe to send back (re-raised by the parent)."""
+
+    def __init__(self, exc: BaseException):
+        self.trace = traceback.format_exc()
+        try:
+            pickle.loads(pickle.dumps(exc))
+            self.exc: BaseException = exc
+        except Exception:  # noqa: BLE001 - an exception that does not pickle travels as its text
+            self.exc = RuntimeError(f"{type(exc).__name__}: {exc}")
+
+    def reraise(self) -> None:
+        self.exc.add_note(f"raised in a worker process:\n{self.trace}")
+        raise self.exc
+
+
+def _fit_one(i: int) -> tuple[int, Any, list[dict[str, torch.Tensor]], int, int]:
     from .trainer import train_frame
 
     assert _STATE is not None
     inputs, head_name, cfg, device, jobs = _STATE
-    m = train_frame(inputs, head_name, cfg, jobs[i], device)
+    try:
+        m = train_frame(inputs, head_name, cfg, jobs[i], device)
+    except Exception as e:  # noqa: BLE001 - sent back whole, re-raised by the parent
+        return i, _Failure(e), [], 0, 0
     state = {k: v.detach().clone() for k, v in m.head.state_dict().items()}
     return i, state, [s.state() for s in m.standardizers], m.epochs, m.steps
 
 
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Stop a pool now: cancel queued jobs and terminate the workers (running jobs are abandoned)."""
+    processes = list(getattr(pool, "_processes", {}).values())   # private, but stable since Python 3.8
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in processes:
+        proc.join(timeout=5)
+
+
 def fit_parallel(inputs: Inputs, head_name: str, cfg: TrainConfig, jobs: Sequence[Any], device: str, workers: int,
                  on_done: Callable[[int], None] | None = None) -> list[Any]:
-    """:func:`train.trainer.train_frame` for every job in ``workers`` forked processes; results in job order."""
+    """:func:`train.trainer.train_frame` for every job in ``workers`` forked processes; results in job order.
+
+    The first failing job's exception is re-raised here (same type and message); see the module docstring.
+    """
     from .trainer import FittedModel, head_in_dims
 
     global _STATE
     _STATE = (inputs, head_name, cfg, device, list(jobs))
     order = sorted(range(len(jobs)), key=lambda i: -len(jobs[i].train))   # longest first: better balance
     out: list[Any] = [None] * len(jobs)
+    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"), initializer=_init_worker)
+    finished = False
     try:
-        with mp.get_context("fork").Pool(workers, initializer=_init_worker) as pool:
-            for i, state, stds, epochs, steps in pool.imap_unordered(_fit_one, order):
+        pending = {pool.submit(_fit_one, i): i for i in order}
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                job = jobs[pending.pop(fut)]
+                try:
+                    i, state, stds, epochs, steps = fut.result()
+                except BrokenProcessPool:
+                    raise RuntimeError(
+                        f"a worker process fitting head {head_name!r} ({getattr(job, 'describe', lambda: '')()}) "
+                        f"died without an answer (killed, or out of memory?); rerun with fewer --workers "
+                        f"(--workers 1 fits the jobs one by one in this process)") from None
+                if isinstance(state, _Failure):
+                    state.reraise()
                 head = build_head(head_name, head_in_dims(head_name, inputs), len(inputs.classes), cfg)
                 head.load_state_dict(state)
                 head.eval()
@@ -78,6 +135,11 @@ def fit_parallel(inputs: Inputs, head_name: str, cfg: TrainConfig, jobs: Sequenc
                                      inputs.classes, epochs, steps)
                 if on_done:
                     on_done(1)
+        finished = True
     finally:
         _STATE = None
+        if finished:
+            pool.shutdown(wait=True)
+        else:
+            _stop(pool)
     return out

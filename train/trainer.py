@@ -18,6 +18,13 @@ Two engines:
   first; a job whose plan has ended drops out of the running prefix and stops updating. With ``dropout = 0`` this reproduces
   :func:`train_frame` on the same jobs to float rounding; with dropout the masks come from another
   random stream (same distribution).
+
+Both engines refuse to return a model whose training went non-finite (:class:`TrainingDiverged`, a
+one-line message naming the head, the job's fold and seed, the epoch and step, and the fix): the frame
+loop records every step's loss on the device and checks the losses and the weights once per epoch (one
+synchronisation per epoch); the pooled trainer records, per job, the first step whose gradient (hence
+loss) was non-finite, and checks every weight at the end. The checks only read values, so a healthy run's
+numbers are unchanged.
 """
 
 from __future__ import annotations
@@ -53,13 +60,25 @@ def resolve_device(device: str = "auto") -> str:
     return device
 
 
+class TrainingDiverged(RuntimeError):
+    """Training of a job went non-finite (loss or weights NaN/Inf); the message says where and what to do."""
+
+
 @dataclass(eq=False)
 class Job:
-    """One model to fit: ``train`` (int64 store rows), ``seed``, ``stream`` (fold index)."""
+    """One model to fit: ``train`` (int64 store rows), ``seed``, ``stream`` (fold index), ``fold`` (its name,
+    for messages; ``None`` outside cross-validation)."""
 
     train: np.ndarray
     seed: int
     stream: int = 0
+    fold: str | None = None
+
+    def describe(self) -> str:
+        """``fold Ses03 (seed 1)``, or ``seed 0, 96 training utterances`` outside cross-validation."""
+        if self.fold is not None:
+            return f"fold {self.fold} (seed {self.seed})"
+        return f"seed {self.seed}, {len(self.train)} training utterances"
 
     def rng(self) -> np.random.Generator:
         return np.random.default_rng([int(self.seed), int(self.stream)])
@@ -98,11 +117,35 @@ def _fit_standardizers(inputs: Inputs, head_name: str, rows: np.ndarray, cfg: Tr
     return tuple(stds)
 
 
-def _check_rows(inputs: Inputs, rows: np.ndarray) -> None:
+def _check_rows(inputs: Inputs, rows: np.ndarray, job: Job | None = None) -> None:
+    where = f" ({job.describe()})" if job is not None else ""
     if len(rows) == 0:
-        raise ValueError(f"{inputs.audio.path}: a training job has no utterance")
+        raise ValueError(f"{inputs.audio.path}: a training job{where} has no utterance")
     if (inputs.y[rows] < 0).any():
-        raise ValueError(f"{inputs.audio.path}: a training job includes unlabelled rows")
+        raise ValueError(f"{inputs.audio.path}: a training job{where} includes unlabelled rows")
+    present = np.unique(inputs.y[rows])
+    if len(present) < 2:
+        raise ValueError(f"{inputs.audio.path}: a training job{where} holds only class "
+                         f"{inputs.classes[int(present[0])]!r} ({len(rows)} utterances): a classifier needs "
+                         f"at least two classes; label utterances of another class")
+
+
+def _diverged(head_name: str, job: Job, cfg: TrainConfig, what: str, step: int, n_steps: int,
+              steps_per_epoch: int) -> TrainingDiverged:
+    """The error of a job whose ``what`` ("the loss became nan") happened at 0-based ``step``."""
+    epoch = step // steps_per_epoch + 1
+    return TrainingDiverged(
+        f"training diverged: head {head_name!r}, {job.describe()}: {what} at epoch {epoch}, step {step + 1} "
+        f"of {n_steps}; no score is reported: lower the learning rate (--lr, now {cfg.lr:g}; the paper's "
+        f"schedule uses 1e-4) or check the store's features")
+
+
+def _nonfinite_param(head: Head) -> str | None:
+    """The name of the first parameter of ``head`` holding NaN/Inf (``None`` when all are finite)."""
+    flags = torch.stack([torch.isfinite(p).all() for p in head.parameters()])
+    if bool(flags.all()):
+        return None
+    return [n for n, _ in head.named_parameters()][int(torch.nonzero(~flags)[0])]
 
 
 def _forward(head: Head, inputs: Inputs, rows_t: torch.Tensor, device: str, stds: Sequence[Standardizer],
@@ -116,8 +159,11 @@ def _forward(head: Head, inputs: Inputs, rows_t: torch.Tensor, device: str, stds
 
 
 def train_frame(inputs: Inputs, head_name: str, cfg: TrainConfig, job: Job, device: str = "cpu") -> FittedModel:
-    """Fit one head on padded frame batches (any head; the reference path for pooled heads too)."""
-    _check_rows(inputs, job.train)
+    """Fit one head on padded frame batches (any head; the reference path for pooled heads too).
+
+    Raises :class:`TrainingDiverged` when a step's loss or, at an epoch's end, a weight is NaN/Inf.
+    """
+    _check_rows(inputs, job.train, job)
     cls = head_class(head_name)
     in_dims = head_in_dims(head_name, inputs)
     stds = _fit_standardizers(inputs, head_name, job.train, cfg)
@@ -129,14 +175,29 @@ def train_frame(inputs: Inputs, head_name: str, cfg: TrainConfig, job: Job, devi
     plan = training_plan(job.train, epochs, cfg.batch_size, job.rng(), inputs.audio.lengths,
                          bucket=cfg.bucket and not cls.pooled)
     y = torch.from_numpy(inputs.y).to(device)
+    per_epoch = max(1, math.ceil(len(job.train) / cfg.batch_size))   # plan = epochs × per_epoch batches
+    losses = torch.zeros(len(plan), device=device)                  # every step's loss, checked per epoch
+    checked = 0
     head.train()
-    for rows in plan:
+    for s, rows in enumerate(plan):
         rows_t = torch.from_numpy(rows).to(device)
         logits = _forward(head, inputs, rows_t, device, stds_dev, cls.bimodal)
         loss = F.cross_entropy(logits, y[rows_t])
+        losses[s] = loss.detach()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if (s + 1) % per_epoch == 0 or s + 1 == len(plan):
+            bad = ~torch.isfinite(losses[checked:s + 1])
+            if bool(bad.any()):
+                first = checked + int(torch.nonzero(bad)[0])
+                raise _diverged(head_name, job, cfg, f"the loss became {float(losses[first])}", first,
+                                len(plan), per_epoch)
+            name = _nonfinite_param(head)
+            if name is not None:
+                raise _diverged(head_name, job, cfg, f"the weights ({name}) became NaN/Inf", s, len(plan),
+                                per_epoch)
+            checked = s + 1
     head.eval()
     return FittedModel(head_name, head, stds, inputs.classes, epochs, len(plan))
 
@@ -147,14 +208,18 @@ def _pooled_stats(std: Standardizer, width: int) -> tuple[torch.Tensor, torch.Te
 
 def train_pooled(inputs: Inputs, head_name: str, cfg: TrainConfig, jobs: Sequence[Job],
                  device: str = "cpu") -> list[FittedModel]:
-    """Fit a pooled head (``mean``/``meanmax``) for every job at once on pooled vectors; see module doc."""
+    """Fit a pooled head (``mean``/``meanmax``) for every job at once on pooled vectors; see module doc.
+
+    Raises :class:`TrainingDiverged` (naming the first diverged job in job order) when a job's gradient
+    went NaN/Inf at some step, or a weight is NaN/Inf at the end.
+    """
     cls = head_class(head_name)
     if not cls.pooled:
         raise ValueError(f"head {head_name!r} is not a pooled head; use train_frame")
     if not jobs:
         return []
     for job in jobs:
-        _check_rows(inputs, job.train)
+        _check_rows(inputs, job.train, job)
     store = inputs.audio
     z_all = torch.from_numpy(np.ascontiguousarray(cls.pool_from_stats(store.stats()), dtype=np.float32)).to(device)
     n_classes = len(inputs.classes)
@@ -194,6 +259,7 @@ def train_pooled(inputs: Inputs, head_name: str, cfg: TrainConfig, jobs: Sequenc
     p_drop = cfg.dropout
     gen = torch.Generator(device=device)
     gen.manual_seed(jobs[0].torch_seed)
+    bad_step = torch.full((n_jobs,), -1, dtype=torch.int64, device=device)   # per slot: first non-finite step
     with torch.no_grad():
         for s in range(s_max):
             a = int(active[s])                                         # jobs still running: a prefix
@@ -205,6 +271,9 @@ def train_pooled(inputs: Inputs, head_name: str, cfg: TrainConfig, jobs: Sequenc
             prob = torch.baddbmm(b[:a, None, :], z, w[:a]).softmax(-1)  # a × B × C
             g = (prob - onehot[idx]) * weight_t[:a, s, :, None]        # d loss / d logits
             grads = (torch.bmm(z.transpose(1, 2), g), g.sum(1))
+            # a NaN/Inf logit anywhere in a job's batch makes its bias gradient non-finite (no sync here)
+            bs_a = bad_step[:a]
+            bs_a.masked_fill_(~torch.isfinite(grads[1]).all(1) & (bs_a < 0), s)
             # every running job has taken s + 1 steps: the bias corrections are shared scalars
             bc1 = 1 - b1 ** (s + 1)
             bc2_sqrt = math.sqrt(1 - b2 ** (s + 1))
@@ -213,6 +282,18 @@ def train_pooled(inputs: Inputs, head_name: str, cfg: TrainConfig, jobs: Sequenc
                 ma.mul_(b1).add_(g_p, alpha=1 - b1)
                 va.mul_(b2).addcmul_(g_p, g_p, value=1 - b2)
                 pa.addcdiv_(ma, (va.sqrt() / bc2_sqrt).add_(ADAM_EPS), value=-cfg.lr / bc1)
+        finite = torch.isfinite(w).flatten(1).all(1) & torch.isfinite(b).all(1)
+    if not bool(finite.all()) or bool((bad_step >= 0).any()):
+        bad_slots = set(torch.nonzero((bad_step >= 0) | ~finite).squeeze(1).tolist())
+        slot = min(bad_slots, key=lambda sl: order[sl])        # the first diverged job in job order
+        j = int(order[slot])
+        step = int(bad_step[slot])
+        per_epoch = max(1, math.ceil(len(jobs[j].train) / cfg.batch_size))
+        if step >= 0:
+            raise _diverged(head_name, jobs[j], cfg, "the loss became NaN/Inf (non-finite gradient)", step,
+                            int(n_steps[j]), per_epoch)
+        raise _diverged(head_name, jobs[j], cfg, "the weights became NaN/Inf", int(n_steps[j]) - 1,
+                        int(n_steps[j]), per_epoch)
     fitted: list[FittedModel | None] = [None] * n_jobs
     for slot, j in enumerate(order):
         head = heads[j]
