@@ -3,6 +3,10 @@
 UA (unweighted accuracy) = mean per-class recall over the classes present in the reference labels;
 WA (weighted accuracy) = plain accuracy; F1 = macro F1 over the classes present in the reference labels
 (a class never predicted has precision 0 and F1 0).
+
+Over cross-validation folds the same functions give two honest summaries (:mod:`train.protocol`): the mean
+of the per-fold scores (each fold's UA averages over the classes *its* test session holds), and the pooled
+scores of the confusion matrix summed over the folds (every held-out prediction counted once).
 """
 
 from __future__ import annotations
@@ -13,11 +17,18 @@ import numpy as np
 
 
 def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], n_classes: int) -> np.ndarray:
-    """int64 [C × C]: row = true class, column = predicted class."""
+    """int64 [C × C]: row = true class, column = predicted class.
+
+    Class indices outside ``[0, C)`` (e.g. ``-1`` for an unlabelled row) are refused rather than counted in
+    the wrong cell.
+    """
     y_true = np.asarray(y_true, dtype=np.int64)
     y_pred = np.asarray(y_pred, dtype=np.int64)
     if len(y_true) != len(y_pred):
         raise ValueError("y_true and y_pred differ in length")
+    for name, v in (("y_true", y_true), ("y_pred", y_pred)):
+        if len(v) and (v.min() < 0 or v.max() >= n_classes):
+            raise ValueError(f"{name} holds class indices outside [0, {n_classes}): {sorted(set(v.tolist()))[:5]}")
     cm = np.zeros((n_classes, n_classes), dtype=np.int64)
     np.add.at(cm, (y_true, y_pred), 1)
     return cm

@@ -13,7 +13,11 @@ import numpy as np
 from .forecast import Forecast, forecast_size
 from .protocol import METRICS, CVResult
 
-CURVE_COLUMNS = ("store", "head", "schedule", "k", "seed", "n_train", "ua", "wa", "f1", "run_dir")
+CURVE_COLUMNS = ("store", "head", "schedule", "k", "seed", "n_train", "ua", "wa", "f1", "ua_pooled", "wa_pooled",
+                 "f1_pooled", "run_dir")
+"""curve.csv: one row per (store, schedule, k, seed); ``ua``/``wa``/``f1`` are that seed's fold means,
+``*_pooled`` the scores of all its held-out predictions together (:func:`train.protocol.pooled_scores`)."""
+CURVE_FLOATS = ("n_train", "ua", "wa", "f1", "ua_pooled", "wa_pooled", "f1_pooled")
 
 
 def pct(x: float) -> str:
@@ -34,7 +38,9 @@ def describe_schedule(result: CVResult) -> str:
 
 
 def format_cv_summary(result: CVResult) -> str:
-    """A plain-text table: one line per fold (averaged over seeds) and the mean ± std line."""
+    """A plain-text table: one line per fold (averaged over seeds), the mean ± std line (fold means), the
+    pooled line (all held-out predictions together; ± std over seeds when there are several), then the
+    notes and warnings."""
     s = result.summary
     k = "all training data" if result.k is None else f"k={result.k} per class"
     lines = [f"{result.head} on {result.store} ({k}; seeds {','.join(map(str, result.seeds))}; "
@@ -47,8 +53,17 @@ def format_cv_summary(result: CVResult) -> str:
                      + "".join(f"{pct(np.mean([f[m] for f in fs])):>8}" for m in METRICS))
     lines.append(f"{'mean ± std':<28}" + "  ".join(f"{m.upper()} {pm(s[f'{m}_mean'], s[f'{m}_std'])}"
                                                   for m in METRICS) + f"  (std over {s['std_over']})")
+    p = result.pooled
+    if p:
+        several = p.get("std_over") == "seeds"
+        lines.append(f"{'pooled':<28}" + "  ".join(
+            f"{m.upper()} {pm(p[m], p[f'{m}_std']) if several else pct(p[m])}" for m in METRICS)
+            + f"  (all {p['n_predictions']} held-out predictions together"
+            + ("; per seed, mean ± std over seeds)" if several else ")"))
     for note in result.notes:
         lines.append(f"note: {note}")
+    for warning in result.warnings:
+        lines.append(f"warning: {warning}")
     if result.run_dir is not None:
         lines.append(f"run folder: {result.run_dir}")
     return "\n".join(lines)
@@ -62,12 +77,13 @@ def write_curve_csv(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> 
         w = csv.DictWriter(f, fieldnames=list(CURVE_COLUMNS), extrasaction="ignore")
         w.writeheader()
         for r in rows:
-            w.writerow({**r, **{m: f"{r[m]:.6f}" for m in METRICS}, "n_train": f"{r['n_train']:.1f}"})
+            w.writerow({**r, **{m: f"{r[m]:.6f}" for m in (*METRICS, *(f"{x}_pooled" for x in METRICS)) if m in r},
+                        "n_train": f"{r['n_train']:.1f}"})
     return path
 
 
 def read_curve_csv(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Rows of a curve.csv (``n_train``, ``ua``, ``wa``, ``f1`` as floats)."""
+    """Rows of a curve.csv (:data:`CURVE_FLOATS` as floats; files written before the pooled columns read too)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such curve file (write one with `ser-train curve`)")
@@ -77,20 +93,22 @@ def read_curve_csv(path: str | os.PathLike) -> list[dict[str, Any]]:
     if not rows or missing:
         raise ValueError(f"{path}: not a learning-curve CSV (missing columns {sorted(missing) or 'rows'})")
     for r in rows:
-        for m in ("n_train", "ua", "wa", "f1"):
+        for m in CURVE_FLOATS:
             if r.get(m) not in (None, ""):
                 r[m] = float(r[m])
     return rows
 
 
-def curve_points(rows: Sequence[dict[str, Any]]) -> dict[str, list[tuple[str, float, float, float]]]:
-    """Per store: ``(k, n_train, ua_mean, ua_std)`` in order of size (mean/std over seeds)."""
+def curve_points(rows: Sequence[dict[str, Any]], metric: str = "ua") -> dict[str, list[tuple[str, float, float, float]]]:
+    """Per store: ``(k, n_train, mean, std)`` of ``metric`` (``ua`` = fold means, ``ua_pooled`` = pooled)
+    in order of size (mean/std over seeds). Stores whose rows lack ``metric`` (old CSVs) are left out."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
-        groups[(r["store"], str(r["k"]))].append(r)
+        if r.get(metric) not in (None, ""):
+            groups[(r["store"], str(r["k"]))].append(r)
     out: dict[str, list[tuple[str, float, float, float]]] = defaultdict(list)
     for (store, k), rs in groups.items():
-        ua = np.array([float(r["ua"]) for r in rs])
+        ua = np.array([float(r[metric]) for r in rs])
         out[store].append((k, float(np.mean([float(r["n_train"]) for r in rs])), float(ua.mean()), float(ua.std())))
     for store in out:
         out[store].sort(key=lambda p: p[1])
@@ -98,7 +116,8 @@ def curve_points(rows: Sequence[dict[str, Any]]) -> dict[str, list[tuple[str, fl
 
 
 def plot_curve(rows: Sequence[dict[str, Any]], path: str | os.PathLike, title: str = "") -> Path:
-    """UA vs training-set size (log x), mean ± std band over seeds, one line per store."""
+    """UA vs training-set size (log x), one line per store: the fold-mean UA with its ± std band over seeds
+    (solid), and the pooled UA of all held-out predictions (dashed, same colour) where the rows have it."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -109,13 +128,18 @@ def plot_curve(rows: Sequence[dict[str, Any]], path: str | os.PathLike, title: s
     path = Path(path)
     fig, ax = plt.subplots(figsize=(6, 4))
     ticks: set[float] = set()
+    pooled = curve_points(rows, "ua_pooled")
     for store, pts in curve_points(rows).items():
         n = np.array([p[1] for p in pts])
         mu = 100 * np.array([p[2] for p in pts])
         sd = 100 * np.array([p[3] for p in pts])
         ticks.update(round(float(x)) for x in n)
-        line, = ax.plot(n, mu, marker="o", label=store)
+        line, = ax.plot(n, mu, marker="o", label=f"{store} (fold mean)" if store in pooled else store)
         ax.fill_between(n, mu - sd, mu + sd, color=line.get_color(), alpha=0.2)
+        if store in pooled:
+            pp = pooled[store]
+            ax.plot([p[1] for p in pp], [100 * p[2] for p in pp], linestyle="--", marker=".",
+                    color=line.get_color(), label=f"{store} (pooled)")
         for (k, x, y, _) in pts:
             ax.annotate(f"k={k}", (x, 100 * y), textcoords="offset points", xytext=(3, -10), fontsize=7)
     ax.set_xscale("log")

@@ -6,7 +6,10 @@
 ``provenance.json``   each store's provenance dict, path, size, mtime (and sha256 for stores up to
                       :data:`HASH_LIMIT_BYTES`; larger ones are identified by size and mtime)
 ``versions.json``     package versions and host (``ser_common.provenance``)
-``metrics.json``      per (seed, fold) UA/WA/F1, the summary, per-seed means, the summed confusion matrix
+``metrics.json``      per (seed, fold) UA/WA/F1, the summary (fold means), ``pooled`` (UA/WA/F1 of all held-out
+                      predictions together, per seed and averaged; :func:`train.protocol.pooled_scores`),
+                      ``warnings`` (folds whose scores average over fewer classes), ``notes``, the summed
+                      confusion matrix
 ``confusion.csv``     summed confusion matrix (rows: true class, columns: predicted class)
 ``predictions.csv``   utt_id, fold, seed, label, pred, p_<class>… for every test prediction
 """
@@ -110,7 +113,8 @@ def write_run(result: CVResult, inputs: Inputs, out: str | os.PathLike, command:
     _dump(run_dir / "metrics.json", {
         "head": result.head, "store": result.store, "k": result.k, "seeds": list(result.seeds),
         "classes": list(result.classes), "folds": result.folds, "summary": result.summary,
-        "confusion": cm.tolist(), "seconds": round(result.seconds, 3), "fit_seconds": round(result.fit_seconds, 3),
+        "pooled": result.pooled, "warnings": list(result.warnings), "confusion": cm.tolist(),
+        "seconds": round(result.seconds, 3), "fit_seconds": round(result.fit_seconds, 3),
         "eval_seconds": round(result.eval_seconds, 3), "notes": result.notes})
     with open(run_dir / "confusion.csv", "w", newline="") as f:
         w = csv.writer(f)
