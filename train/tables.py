@@ -9,6 +9,14 @@ text store (modality ``text``; ``text=NAME`` when several). Outputs in ``out``:
 ``table2.md``   full data: the best acoustic head on the pre-trained store, and ``bimodal`` (audio + text)
 ``results.json`` every number with its run folder; ``summary.md`` a README-ready summary
 ``runs/``       one run folder per cross-validation run (identical runs are done once and shared)
+
+Every UA/WA/F1 is reported twice: the mean ± std of the fold scores (the paper's protocol) and the
+*pooled* score of all held-out predictions together (:func:`train.protocol.pooled_scores`), which counts
+every utterance once and every class even where a test fold lacks it.
+
+A store of the folder that cannot be read (corrupt, incomplete, not a feature store) is reported, with the
+reason, and skipped (``StoreSet.skipped``, ``results.json`` ``skipped_stores``); so is an LLD or text
+store that cannot be loaded (e.g. NaN frames): the tables are made from the other stores.
 """
 
 from __future__ import annotations
@@ -23,8 +31,8 @@ from typing import Any, Callable, Sequence
 from ser_common.store import FeatureStore, StoreError, list_stores
 
 from .config import TrainConfig, schedule_config
-from .data import Inputs, load_store, make_inputs
-from .protocol import DEFAULT_KS, CVResult, CurveResult, cross_validate, resolve_ks
+from .data import Inputs, check_classes, load_store, make_inputs
+from .protocol import DEFAULT_KS, CVResult, CurveResult, cross_validate, dedupe_seeds, resolve_ks
 from .reports import md_table, pct, plot_curve, pm, write_curve_csv
 from .runs import command_line, write_run
 
@@ -42,6 +50,8 @@ class StoreSet:
     pretrained: Path
     lld: Path | None
     text: Path | None
+    skipped: tuple[str, ...] = ()
+    """One line per store left out: ``<file>: <why>``."""
 
 
 def _read_meta(path: Path) -> tuple[dict[str, Any], bool]:
@@ -49,16 +59,33 @@ def _read_meta(path: Path) -> tuple[dict[str, Any], bool]:
         return dict(fs.provenance), bool(fs.is_text)
 
 
+def _reason(path: Path, e: BaseException) -> str:
+    """``e``'s message without a leading ``<path>: `` (the caller names the file)."""
+    msg = str(e) or type(e).__name__
+    for prefix in (f"{path}: ", f"{path.name}: "):
+        if msg.startswith(prefix):
+            return msg[len(prefix):]
+    return msg if isinstance(e, StoreError) else f"{type(e).__name__}: {msg}"
+
+
 def identify_stores(stores_dir: str | os.PathLike, audio: str | None = None, text: str | None = None) -> StoreSet:
-    """Find the LLD, pre-trained audio and text stores of a stores folder (see module docstring)."""
+    """Find the LLD, pre-trained audio and text stores of a stores folder (see module docstring).
+
+    A store whose metadata cannot be read is left out and named in ``skipped`` with the reason.
+    """
     d = Path(stores_dir)
     paths = list_stores(d)
     if not paths:
         raise StoreError(f"{d}: no complete store (*.h5) in this folder")
     lld, pre, txt = [], [], []
+    skipped: list[str] = []
     corpus = None
     for p in paths:
-        prov, is_text = _read_meta(p)
+        try:
+            prov, is_text = _read_meta(p)
+        except Exception as e:  # noqa: BLE001 - any unreadable store is reported and skipped
+            skipped.append(f"{p.name}: skipped, unreadable ({_reason(p, e)})")
+            continue
         corpus = corpus or prov.get("corpus") or (Path(prov["manifest"]).stem if prov.get("manifest") else None)
         if is_text or prov.get("modality") == "text":
             txt.append(p)
@@ -79,9 +106,10 @@ def identify_stores(stores_dir: str | os.PathLike, audio: str | None = None, tex
 
     pre_path = pick("pre-trained audio", pre, audio, "--audio")
     if pre_path is None:
-        raise StoreError(f"{d}: no pre-trained audio store (stores found: {[p.name for p in paths]})")
+        why = f"; skipped: {'; '.join(skipped)}" if skipped else ""
+        raise StoreError(f"{d}: no pre-trained audio store (stores found: {[p.name for p in paths]}){why}")
     return StoreSet(corpus=str(corpus or d.name), pretrained=pre_path, lld=pick("LLD", lld, None, "--lld"),
-                    text=pick("text", txt, text, "--text"))
+                    text=pick("text", txt, text, "--text"), skipped=tuple(skipped))
 
 
 def _rel(path: Any, root: Path) -> str:
@@ -143,22 +171,43 @@ def run_tables(stores_dir: str | os.PathLike, out: str | os.PathLike, seeds: Seq
     start = time.perf_counter()
     if table2_head not in ("best", *ACOUSTIC_HEADS):
         raise ValueError(f"table 2 head must be 'best' or one of {ACOUSTIC_HEADS}, got {table2_head!r}")
+    schedules = [schedule] + (["converged"] if also_converged and schedule != "converged" else [])
+    cfgs = {s: schedule_config(s, **(overrides or {})) for s in schedules}   # bad values fail before any work
+    notes: list[str] = []
+    seeds, seed_note = dedupe_seeds(seeds)
+    if seed_note:
+        notes.append(seed_note)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     found = identify_stores(stores_dir, audio=audio, text=text)
-    notes: list[str] = []
+    skipped_stores = list(found.skipped)
     pre_store = load_store(found.pretrained)
     pre = make_inputs(pre_store)
-    lld = make_inputs(load_store(found.lld), classes=pre.classes) if found.lld else None
+    check_classes(pre, "cross-validate")
+
+    def optional(role: str, path: Path | None) -> Any:
+        """The loaded store, or ``None`` (noted in ``skipped_stores``) when it cannot be loaded."""
+        if path is None:
+            return None
+        try:
+            return load_store(path)
+        except StoreError as e:
+            skipped_stores.append(f"{path.name}: skipped, the {role} store cannot be used ({_reason(path, e)})")
+            return None
+
+    lld_store, text_store = optional("LLD", found.lld), optional("text", found.text)
+    lld = make_inputs(lld_store, classes=pre.classes) if lld_store is not None else None
     bim = None
-    if found.text is not None:
-        bim = make_inputs(pre_store, load_store(found.text), classes=pre.classes, intersect=intersect)
-    else:
-        notes.append("no text store: the bimodal row of table 2 is left out")
+    if text_store is not None:
+        bim = make_inputs(pre_store, text_store, classes=pre.classes, intersect=intersect)
+    if bim is None:
+        notes.append(("no text store" if found.text is None else f"the text store {found.text.name} is skipped")
+                     + ": the bimodal row of table 2 is left out")
     if lld is None:
-        notes.append("no LLD store (feature 'lld'): the LLD column of table 1 and its curve are left out")
-    schedules = [schedule] + (["converged"] if also_converged and schedule != "converged" else [])
-    cfgs = {s: schedule_config(s, **(overrides or {})) for s in schedules}
+        notes.append(("no LLD store (feature 'lld')" if found.lld is None else
+                      f"the LLD store {found.lld.name} is skipped") + ": the LLD column of table 1 and its curve "
+                     "are left out")
+    notes.extend(skipped_stores)
     acoustic = [x for x in (lld, pre) if x is not None]
     curve_ks = {x.name: resolve_ks(x, ks) for x in acoustic}
     for name, (_, skipped) in curve_ks.items():
@@ -221,12 +270,15 @@ def run_tables(stores_dir: str | os.PathLike, out: str | os.PathLike, seeds: Seq
                    title=f"{found.corpus}: {CURVE_HEAD} head, schedule converged")
         figures.append("figure2-converged.png")
 
-    stores_info = {role: _store_info(p) for role, p in
-                   (("pretrained", found.pretrained), ("lld", found.lld), ("text", found.text)) if p is not None}
+    used = (("pretrained", found.pretrained), ("lld", found.lld if lld is not None else None),
+            ("text", found.text if bim is not None else None))
+    stores_info = {role: _store_info(p) for role, p in used if p is not None}
+    warnings = list(dict.fromkeys(f"{r.store}: {w}" for r in cache.results.values() for w in r.warnings))
     results = {"corpus": found.corpus, "stores": stores_info, "schedules": schedules,
                "train_configs": {s: c.to_dict() for s, c in cfgs.items()}, "seeds": list(seeds), "k": k,
                "device": device, "workers": workers, "classes": list(pre.classes), "n_labelled": int(len(pre.labelled)),
                "table1": table1, "table2": table2, "curve": curve_rows, "figures": figures, "notes": notes,
+               "warnings": warnings, "skipped_stores": skipped_stores,
                "std_over": "seeds" if len(seeds) > 1 else "folds", "command": command_line(),
                "seconds": round(time.perf_counter() - start, 1),
                "runs": sorted(_rel(r.run_dir, out) for r in cache.results.values())}
@@ -245,10 +297,14 @@ def _largest_class(x: Inputs) -> int:
 
 
 def _entry(r: CVResult, out: Path) -> dict[str, Any]:
-    s = r.summary
+    """One number of a table: fold mean ± std (``ua``, ``ua_std``, …) and pooled (``ua_pooled``, …)."""
+    s, p = r.summary, r.pooled
     return {"store": r.store, "head": r.head, "k": r.k, "ua": s["ua_mean"], "ua_std": s["ua_std"],
             "wa": s["wa_mean"], "wa_std": s["wa_std"], "f1": s["f1_mean"], "f1_std": s["f1_std"],
-            "per_seed_ua": s["per_seed"]["ua"], "n_train_mean": s["n_train_mean"],
+            **{f"{m}_pooled": p[m] for m in ("ua", "wa", "f1")},
+            **{f"{m}_pooled_std": p[f"{m}_std"] for m in ("ua", "wa", "f1")},
+            "per_seed_ua": s["per_seed"]["ua"], "per_seed_ua_pooled": p["per_seed"]["ua"],
+            "n_train_mean": s["n_train_mean"], "warnings": list(r.warnings),
             "seconds": round(r.seconds, 1), "run_dir": _rel(r.run_dir, out)}
 
 
@@ -278,7 +334,7 @@ def format_table1(res: dict[str, Any]) -> str:
         for s in scheds:
             r = res["table1"][s][i]
             lld, pre = r["lld"], r["pretrained"]
-            cells += [pm(lld["ua"], lld["ua_std"]) if lld else "—", pm(pre["ua"], pre["ua_std"]),
+            cells += [_with_pooled(lld) if lld else "—", _with_pooled(pre),
                       f"{r['improvement_points']:+.1f}" if r["improvement_points"] is not None else "—"]
             tag = "" if s == scheds[0] else f"-{s}"
             if lld:
@@ -290,11 +346,19 @@ def format_table1(res: dict[str, Any]) -> str:
     k = res["k"]
     lines = [f"# Table 1: acoustic heads with {k} training utterances per class ({res['corpus']})", "",
              f"LLD store `{lld}`, pre-trained store `{pre}`; speaker-independent leave-one-session-out CV; "
-             f"UA mean ± std over {res['std_over']} (seeds {','.join(map(str, res['seeds']))}); "
-             f"schedule {scheds[0]}" + (f" (and {scheds[1]})" if len(scheds) > 1 else "") + ".", "",
-             md_table(header, rows), "", f"Paper reference: {PAPER_TABLE1}."]
+             f"UA mean ± std over {res['std_over']} (seeds {','.join(map(str, res['seeds']))}), and in "
+             f"brackets the pooled UA of all held-out predictions together (summed confusion matrix; "
+             f"mean over seeds); schedule {scheds[0]}" + (f" (and {scheds[1]})" if len(scheds) > 1 else "") + ".",
+             "", md_table(header, rows), "", f"Paper reference: {PAPER_TABLE1}."]
     lines += [f"Note: {n}" for n in res["notes"] if "table 1" in n or "LLD" in n]
+    lines += [f"Warning: {w}" for w in res.get("warnings", [])]
     return "\n".join(lines)
+
+
+def _with_pooled(e: dict[str, Any]) -> str:
+    """``"55.2 ± 0.4 (pooled 56.0)"``; the bare mean ± std for entries without pooled scores."""
+    cell = pm(e["ua"], e["ua_std"])
+    return cell + (f" (pooled {pct(e['ua_pooled'])})" if e.get("ua_pooled") is not None else "")
 
 
 def format_table2(res: dict[str, Any]) -> str:
@@ -303,12 +367,18 @@ def format_table2(res: dict[str, Any]) -> str:
         for r in res["table2"][s]:
             name = r["model"] + ("" if s == res["schedules"][0] else f" ({s})")
             rows.append([name, pm(r["ua"], r["ua_std"]), pm(r["wa"], r["wa_std"]), pm(r["f1"], r["f1_std"]),
+                         *[pct(r[f"{m}_pooled"]) if r.get(f"{m}_pooled") is not None else "—"
+                           for m in ("ua", "wa", "f1")],
                          f"[run]({r['run_dir']})"])
     lines = [f"# Table 2: full training data ({res['corpus']})", "",
              f"Speaker-independent CV on all labelled utterances ({res['n_labelled']}); mean ± std over "
-             f"{res['std_over']}; the acoustic head is the best of table 1 on the pre-trained store.", "",
-             md_table(["model", "UA %", "WA %", "macro F1 %", "run"], rows), "", f"Paper reference: {PAPER_TABLE2}."]
+             f"{res['std_over']} of the fold scores, and pooled: the scores of all held-out predictions together "
+             f"(summed confusion matrix; mean over seeds); the acoustic head is the best of table 1 on the "
+             f"pre-trained store.", "",
+             md_table(["model", "UA %", "WA %", "macro F1 %", "pooled UA %", "pooled WA %", "pooled F1 %", "run"],
+                      rows), "", f"Paper reference: {PAPER_TABLE2}."]
     lines += [f"Note: {n}" for n in res["notes"] if "bimodal" in n]
+    lines += [f"Warning: {w}" for w in res.get("warnings", [])]
     return "\n".join(lines)
 
 
@@ -322,9 +392,11 @@ def format_summary(res: dict[str, Any]) -> str:
              f"- schedule: {s0} ({cfg['epochs']} epochs, lr {cfg['lr']:g}, batch {cfg['batch_size']}, dropout "
              f"{cfg['dropout']:g})" + (f"; also {', '.join(res['schedules'][1:])}" if len(res['schedules']) > 1 else ""),
              f"- seeds: {','.join(map(str, res['seeds']))}; device {res['device']}; {res['seconds']:.0f} s in all",
-             f"- best acoustic result (full data): {best['model']} UA {pct(best['ua'])} %"]
+             f"- best acoustic result (full data): {best['model']} UA {pct(best['ua'])} % "
+             f"(pooled {pct(best['ua_pooled'])} %)"]
     if len(res["table2"][s0]) > 1:
-        lines.append(f"- bimodal (full data): UA {pct(res['table2'][s0][1]['ua'])} %")
+        bi = res["table2"][s0][1]
+        lines.append(f"- bimodal (full data): UA {pct(bi['ua'])} % (pooled {pct(bi['ua_pooled'])} %)")
     lines += ["", format_table1(res).replace("# Table 1", "### Table 1"), "",
               format_table2(res).replace("# Table 2", "### Table 2"), "",
               f"![learning curve](figure2.png)", "", "Run folders (config, provenance, metrics, predictions): "
