@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +15,60 @@ from .config import SCHEDULES, schedule_config
 
 
 def _seeds(text: str) -> list[int]:
+    """``--seeds`` parsed; a repeated seed runs once (first occurrence kept, order kept), and we say so."""
+    from .protocol import dedupe_seeds
+
     try:
         seeds = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
         raise click.BadParameter(f"seeds must be comma-separated integers, got {text!r}") from None
     if not seeds:
         raise click.BadParameter("at least one seed is needed")
-    return seeds
+    kept, note = dedupe_seeds(seeds)
+    if note:
+        click.echo(f"note: {note}", err=True)
+    return list(kept)
+
+
+def _os_error_message(e: OSError, path: Any = None, what: str = "the output folder") -> str:
+    """One line for an operating-system error while writing outputs: ``path`` (else the error's file), why,
+    the fix."""
+    where = path if path is not None else e.filename
+    if isinstance(e, PermissionError) or e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return (f"{where}: cannot write in {what} ({e.strerror or 'permission denied'}); choose a writable "
+                f"folder or fix its permissions")
+    if e.errno == errno.ENOSPC:
+        return f"{where}: no space left on the device; free some space or choose another folder"
+    return f"{where}: {e.strerror or e}"
+
+
+def _writable_folder(folder: str | os.PathLike, what: str = "the output folder (--out)") -> Path:
+    """Create ``folder`` if needed and check a file can be written in it, before any work is done.
+
+    ``what`` names the folder in messages (``the output folder (--out)``). Raises a one-line
+    ``click.ClickException`` for a path that is a file, under a file, read-only or not permitted.
+    """
+    p = Path(folder)
+    if p.exists() and not p.is_dir():
+        raise click.ClickException(f"{p}: {what} is a file, not a folder; choose another path")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".ser-train-write-test-", dir=p)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        if isinstance(e, (FileExistsError, NotADirectoryError)):
+            raise click.ClickException(f"{p}: cannot create {what}: a part of its path is a file; choose "
+                                       f"another path") from None
+        raise click.ClickException(_os_error_message(e, p, what)) from None
+    return p
+
+
+def _writable_file(path: str | os.PathLike, option: str) -> Path:
+    """Check the folder of output file ``path`` (``option``) is writable, creating it if needed."""
+    p = Path(path)
+    _writable_folder(p.parent, f"the folder of {option}")
+    return p
 
 
 def _ks(text: str) -> list[int | None]:
@@ -136,8 +185,9 @@ def DEVICE_OPT(f: Any) -> Any:
 
 
 class _Group(click.Group):
-    """Turns the toolkit's expected failures (bad store, mismatched provenance, bad option values) into a
-    one-line ``Error: …`` instead of a traceback (set SER_TRAIN_DEBUG=1 for the traceback)."""
+    """Turns the toolkit's expected failures (bad store, mismatched provenance, bad option values, diverged
+    training, unwritable outputs) into a one-line ``Error: …`` instead of a traceback (set
+    SER_TRAIN_DEBUG=1 for the traceback)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         from ser_common.store import StoreError
@@ -150,6 +200,10 @@ class _Group(click.Group):
             if os.environ.get("SER_TRAIN_DEBUG"):
                 raise
             raise click.ClickException(str(e)) from e
+        except OSError as e:  # e.g. an output folder that became read-only or full during the run
+            if os.environ.get("SER_TRAIN_DEBUG"):
+                raise
+            raise click.ClickException(_os_error_message(e)) from e
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -198,8 +252,9 @@ def cv(store: str, text: str | None, head: str, k: str | None, seeds: str, out: 
         raise click.BadParameter(str(e), param_hint="--head") from None
     cfg = _config(kw)
     dev = _device(device)
-    inputs = _load(store, text, intersect)
     seed_list = _seeds(seeds)
+    _writable_folder(out, "the output folder (--out)")
+    inputs = _load(store, text, intersect)
     n_folds = len(set(inputs.audio.sessions[inputs.labelled]))
     with tqdm(total=n_folds * len(seed_list), desc=f"{head} folds", unit="fold", leave=False,
               disable=None) as bar:
@@ -232,16 +287,17 @@ def curve(stores: tuple[str, ...], text: str | None, head: str, ks: str, seeds: 
     cfg = _config(kw)
     dev = _device(device)
     seed_list, k_list = _seeds(seeds), _ks(ks)
-    out_dir = Path(out)
+    out_dir = _writable_folder(out, "the output folder (--out)")
     loaded = [_load(s, text) for s in stores]
     total = sum(len(resolve_ks(x, k_list)[0]) for x in loaded)
-    rows, notes = [], []
+    rows, notes, warnings = [], [], []
     with tqdm(total=total, desc="curve", unit="run", disable=None) as bar:
         for inputs in loaded:
             def run(k: int | None, inputs=inputs):
                 bar.set_postfix_str(f"{inputs.name} k={'all' if k is None else k}")
                 r = cross_validate(inputs, head, cfg, k=k, seeds=seed_list, device=dev, workers=_workers(dev))
                 write_run(r, inputs, out_dir / "runs", extra={"schedule": cfg.schedule})
+                warnings.extend(f"{inputs.name}: {w}" for w in r.warnings)
                 bar.update(1)
                 return r
             c = learning_curve(inputs, head, cfg, k_list, seed_list, dev, run=run)
@@ -249,14 +305,17 @@ def curve(stores: tuple[str, ...], text: str | None, head: str, ks: str, seeds: 
             notes.extend(f"{inputs.name}: {n}" for n in c.notes)
     write_curve_csv(rows, out_dir / "curve.csv")
     plot_curve(rows, out_dir / "curve.png", title=f"{head} head, schedule {cfg.schedule}")
-    click.echo(f"{'store':<28}{'k':>6}{'n_train':>9}{'UA %':>14}")
+    click.echo(f"{'store':<28}{'k':>6}{'n_train':>9}{'UA % (fold mean)':>18}{'pooled UA %':>13}")
     from .reports import curve_points
 
+    pooled = curve_points(rows, "ua_pooled")
     for store, pts in curve_points(rows).items():
-        for k, n, mu, sd in pts:
-            click.echo(f"{store:<28}{k:>6}{n:>9.0f}{100 * mu:>8.1f} ± {100 * sd:.1f}")
+        for (k, n, mu, sd), (_, _, pmu, _) in zip(pts, pooled[store]):
+            click.echo(f"{store:<28}{k:>6}{n:>9.0f}{100 * mu:>12.1f} ± {100 * sd:<4.1f}{100 * pmu:>12.1f}")
     for n in notes:
         click.echo(f"note: {n}")
+    for w in dict.fromkeys(warnings):
+        click.echo(f"warning: {w}")
     if targets:
         click.echo(format_forecasts(forecasts(rows, targets)))
     click.echo(f"wrote {out_dir / 'curve.csv'}, {out_dir / 'curve.png'} and run folders in {out_dir / 'runs'}")
@@ -285,11 +344,17 @@ def tables(stores_dir: str, out: str, seeds: str, k: int, ks: str, also_converge
     from .tables import run_tables
 
     schedule = kw.pop("schedule")
+    overrides = _overrides(kw)
+    for s in [schedule] + (["converged"] if also_converged else []):
+        schedule_config(s, **overrides)          # refuses bad values (e.g. --lr nan) before any work
     dev = _device(device)
-    res = run_tables(stores_dir, out, seeds=_seeds(seeds), k=k, schedule=schedule, also_converged=also_converged,
+    seed_list = _seeds(seeds)
+    out_dir = _writable_folder(out, "the output folder (--out)")
+    res = run_tables(stores_dir, out, seeds=seed_list, k=k, schedule=schedule, also_converged=also_converged,
                      device=dev, workers=_workers(dev), ks=_ks(ks), audio=audio, text=text_name, table2_head=table2_head,
-                     overrides=_overrides(kw), intersect=intersect, progress=tqdm)
-    out_dir = Path(out)
+                     overrides=overrides, intersect=intersect, progress=tqdm)
+    for line in res["skipped_stores"]:
+        click.echo(f"warning: {line}", err=True)
     click.echo((out_dir / "table1.md").read_text())
     click.echo((out_dir / "table2.md").read_text())
     click.echo(f"wrote table1.md, table2.md, {', '.join(res['figures'])}, curve.csv, results.json, summary.md "
@@ -310,13 +375,35 @@ def fit(store: str, text: str | None, head: str, k: str | None, seed: int, out: 
         **kw: Any) -> None:
     """Fit one model on a store's labelled utterances and save it as a bundle for predict/suggest."""
     from .bundle import fit_bundle, save_bundle
+    from .data import check_classes
 
     cfg = _config(kw)
+    dev = _device(device)
+    _writable_file(out, "--out")
     inputs = _load(store, text, intersect)
-    b = fit_bundle(inputs, head, cfg, k=_k(k), seed=seed, device=_device(device))
+    check_classes(inputs, "fit a model")
+    b = fit_bundle(inputs, head, cfg, k=_k(k), seed=seed, device=dev)
     save_bundle(b, out)
     click.echo(f"fitted {head} on {b.meta['n_train']} utterances of {inputs.name} "
                f"({b.meta['epochs']} epochs, {b.meta['steps']} steps; classes {', '.join(b.classes)}) -> {out}")
+
+
+def _names(items: Any, limit: int = 8) -> str:
+    """``"a, b, c"`` (at most ``limit`` names, then ``…``)."""
+    items = [str(x) for x in items]
+    return ", ".join(items[:limit]) + (", …" if len(items) > limit else "")
+
+
+def _check_bundle_finite(b: Any, model: str) -> None:
+    """Refuse a bundle whose weights or normalisation statistics hold NaN/Inf (a diverged fit)."""
+    import torch
+
+    tensors = {**{f"weights {k}": v for k, v in b.state_dict.items()},
+               **{f"normalisation {i}": t for i, s in enumerate(b.standardizers) for t in (s.mean, s.std)}}
+    bad = [k for k, v in tensors.items() if torch.is_floating_point(v) and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise RuntimeError(f"{model}: the model holds NaN/Inf values ({_names(bad, 3)}): it was saved from a "
+                           f"diverged fit; refit it (ser-train fit), e.g. with a lower --lr")
 
 
 @main.command()
@@ -329,20 +416,38 @@ def fit(store: str, text: str | None, head: str, k: str | None, seed: int, out: 
 def predict(model: str, store: str, text: str | None, output: str, intersect: bool, device: str) -> None:
     """Predict every utterance of a store (columns utt_id, label, pred, p_<class>…). Refuses a store whose
     features differ from the training store's (names the differing provenance keys)."""
+    import numpy as np
+
     from .bundle import bundle_inputs, load_bundle
     from .bundle import predict as predict_bundle
     from .data import load_store
     from .metrics import classification_scores
 
+    dev = _device(device)
+    _writable_file(output, "-o/--output")
     b = load_bundle(model)
+    _check_bundle_finite(b, model)
     inputs = bundle_inputs(b, load_store(store), load_store(text) if text else None, intersect=intersect)
-    pr = predict_bundle(b, inputs, _device(device))
+    pr = predict_bundle(b, inputs, dev)
+    if not np.isfinite(pr.proba).all():
+        raise RuntimeError(f"{model}: the model's predictions on {store} are NaN/Inf; nothing was written: "
+                           f"refit the model (ser-train fit) or check the store")
     pr.write_csv(output)
     msg = f"wrote {len(pr.utt_ids)} predictions to {output}"
     known = inputs.y >= 0
+    labels = inputs.audio.labels
+    outside = sorted({str(x) for x in labels[~known] if x})
+    n_outside = int(sum(1 for x in labels[~known] if x))
     if known.any():
         s = classification_scores(inputs.y[known], pr.pred[known], len(b.classes))
-        msg += f" (labelled rows: UA {100 * s['ua']:.1f} WA {100 * s['wa']:.1f} F1 {100 * s['f1']:.1f})"
+        msg += (f" (labelled rows: UA {100 * s['ua']:.1f} WA {100 * s['wa']:.1f} F1 {100 * s['f1']:.1f} "
+                f"over the {int(known.sum())} rows whose label is among the model's classes")
+        if outside:
+            msg += f"; {n_outside} rows labelled {_names(outside)} are not among them and not scored"
+        msg += ")"
+    elif outside:
+        msg += (f" (none of the store's labels ({_names(outside)}) are among the model's classes "
+                f"({_names(b.classes)}): predictions written, no scores)")
     click.echo(msg)
 
 
@@ -366,11 +471,14 @@ def suggest(model: str, store: str, text: str | None, n: int, strategy: str, bal
     from .bundle import suggest as suggest_rows
     from .data import load_store
 
+    dev = _device(device)
+    _writable_file(output, "-o/--output")
     b = load_bundle(model)
+    _check_bundle_finite(b, model)
     inputs = bundle_inputs(b, load_store(store), load_store(text) if text else None)
     rows = suggest_rows(b, inputs, n=n, strategy=strategy, balanced=balanced,
                         exclude=read_id_list(exclude) if exclude else None, include_labelled=include_labelled,
-                        seed=seed, device=_device(device))
+                        seed=seed, device=dev)
     write_suggestions(rows, b.classes, output)
     click.echo(f"wrote {len(rows)} suggestions ({strategy}{', balanced' if balanced else ''}) to {output}")
 
