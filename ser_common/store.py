@@ -336,6 +336,14 @@ class StoreWriter:
         Each dataset is flushed through its own handle (``H5Dflush``), which raises on a failed chunk write;
         without it HDF5 evicts chunks when a handle is dropped and swallows the error (seen on a full tmpfs).
         """
+        try:
+            self._write_batch(f, n, metas, arrays, tokens)
+        except BaseException:
+            self._roll_back(n)   # while the batch's dataset handles are still alive
+            raise
+
+    def _write_batch(self, f: h5py.File, n: int, metas: Sequence[UtteranceMeta], arrays: list[np.ndarray],
+                     tokens: Sequence[Sequence[str]] | None) -> None:
         data, offsets = f["data"], f["offsets"]
         start = int(offsets[n])
         lengths = np.array([a.shape[0] for a in arrays], dtype=np.int64)
@@ -372,6 +380,25 @@ class StoreWriter:
             raise OSError(f"/data holds {data.id.get_storage_size()} bytes after the write, {need} expected")
         f.attrs["n_written"] = m_new  # the commit point moves only after the batch is on disk
         f.flush()
+
+    def _roll_back(self, n: int) -> None:
+        """After a failed write: shrink every dataset back to the commit point ``n`` so HDF5 drops the dirty
+        chunks it could not write (they lie past the new extent) and the file can be flushed and closed
+        cleanly; a file whose close fails stays open inside HDF5 and crashes the interpreter at exit."""
+        f = self._f
+        for _ in range(3):
+            try:
+                end = int(f["offsets"][n])
+                f["data"].resize(end, axis=0)
+                f["offsets"].resize(n + 1, axis=0)
+                for name in _PER_UTT:
+                    f[name].resize(n, axis=0)
+                if "tokens" in f:
+                    f["tokens"].resize(end, axis=0)
+                f.flush()
+                return
+            except (OSError, RuntimeError, ValueError):
+                continue
 
     def _write_skips(self) -> None:
         self._f.attrs["skipped_json"] = json.dumps(self.skipped, sort_keys=True)
