@@ -30,6 +30,7 @@ def test_k_sampling_draws_only_from_the_training_folds(toy_store):
     assert all(f["n_train"] == 20 and f["train_counts"] == {c: 5 for c in inputs.classes} for f in r.folds)
     assert len(r.folds) == 10 and r.confusion.sum() == 2 * 120
     assert r.summary["std_over"] == "seeds" and set(r.summary["per_seed"]["ua"]) == {"0", "1"}
+    assert r.pooled["std_over"] == "seeds" and r.pooled["n_predictions"] == 120 and r.warnings == []
 
 
 def test_ks_parse_and_skip_values_that_equal_all_data(toy_store):
@@ -47,3 +48,4 @@ def test_learning_curve_rows(toy_store):
     rows = c.rows()
     assert [(r["k"], r["seed"]) for r in rows] == [(4, 0), (4, 1), ("all", 0), ("all", 1)]
     assert rows[0]["n_train"] == 16 and rows[2]["n_train"] == 96
+    assert rows[1]["ua_pooled"] == c.results[0].pooled["per_seed"]["ua"]["1"]

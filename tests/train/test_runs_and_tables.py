@@ -51,6 +51,8 @@ def test_curve_and_forecast_commands(tmp_path, toy_store, toy_dir, capsys):
     assert (tmp_path / "curve.png").stat().st_size > 0
     rows = list(csv.DictReader(open(tmp_path / "curve.csv")))
     assert len(rows) == 2 * 3 * 2 and {r["k"] for r in rows} == {"3", "6", "all"}
+    assert all(0 <= float(r["ua_pooled"]) <= 1 for r in rows)  # pooled UA beside the fold mean
+    assert "pooled UA %" in out
     assert cli(["forecast", "--curve", str(tmp_path / "curve.csv"), "--target-ua", "0.6"]) == 0
     assert "UA 60.0%" in capsys.readouterr().out
 
@@ -78,8 +80,9 @@ def test_tables_write_both_tables_the_figure_and_traceable_results(toy_dir, tmp_
     for head in ("mean", "meanmax", "attention", "mlp"):
         assert f"| {head} |" in t1
     assert "54.9-58.5" in t1 and "LLD UA" in t1
+    assert "(pooled " in t1  # each UA has its pooled figure beside the mean ± std
     t2 = (out / "table2.md").read_text()
-    assert "bimodal (wav2vec-toy + bert-toy)" in t2 and "73.9" in t2
+    assert "bimodal (wav2vec-toy + bert-toy)" in t2 and "73.9" in t2 and "pooled UA %" in t2
     res = json.loads((out / "results.json").read_text())
     # every number links to a complete run folder
     dirs = [r["pretrained"]["run_dir"] for r in res["table1"]["paper"]] + [r["run_dir"] for r in res["table2"]["paper"]]

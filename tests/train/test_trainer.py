@@ -20,6 +20,8 @@ def test_schedules():
     assert TrainConfig.from_dict(conv.to_dict()) == conv
     with pytest.raises(ValueError, match="unknown schedule"):
         schedule_config("fast")
+    with pytest.raises(ValueError, match=r"learning rate \(--lr\) must be a positive finite number, got nan"):
+        schedule_config("paper", lr=float("nan"))  # once accepted: NaN predictions and a UA of 28
 
 
 @pytest.mark.parametrize("head", ["mean", "meanmax"])
