@@ -34,7 +34,8 @@ class ManifestRecord:
 
     Attributes:
         utt_id: unique id within the manifest (also the key in every feature store).
-        audio: path of the audio file (wav/flac, any sample rate).
+        audio: path of the audio file (wav/flac, any sample rate), or ``None`` for a text-only record (a
+            transcript table without audio); such a line has no ``audio`` field.
         corpus: corpus name (``iemocap``, ``emodb``, ``ravdess``, ``crema-d`` or a user's own).
         speaker: speaker id, unique across the corpus (e.g. ``Ses01F``).
         session: the fold group: the IEMOCAP session, or a speaker group for corpora without sessions.
@@ -46,7 +47,7 @@ class ManifestRecord:
     """
 
     utt_id: str
-    audio: str
+    audio: str | None
     corpus: str
     speaker: str
     session: str
@@ -67,7 +68,8 @@ class ManifestRecord:
         """A record from one parsed manifest line, type-checked field by field.
 
         Accepted types: ``utt_id`` a non-empty string without NUL, newline or carriage return; ``audio``
-        and ``corpus`` strings; ``speaker`` and ``session`` strings (ints are turned into strings);
+        a string, or the field left out for a text-only record (``None``; ``null`` is refused); ``corpus`` a
+        string; ``speaker`` and ``session`` strings (ints are turned into strings);
         ``label`` and ``transcript`` strings or ``null`` (``label: ""`` counts as unlabelled);
         ``duration``, ``start`` and ``end`` numbers of seconds (not booleans, not quoted), finite and
         non-negative, with ``start < end`` (``end > 0`` when only ``end`` is given); ``extra`` an object.
@@ -83,13 +85,15 @@ class ManifestRecord:
         unknown = set(d) - names
         if unknown:
             raise ValueError(f"unknown fields {sorted(map(str, unknown))}")
-        missing = {"utt_id", "audio", "corpus", "speaker", "session"} - set(d)
+        missing = {"utt_id", "corpus", "speaker", "session"} - set(d)
         if missing:
             raise ValueError(f"missing fields {sorted(missing)}")
         d = dict(d)
         problems: list[str] = []
         for key in ("utt_id", "audio", "corpus", "speaker", "session"):
-            d[key] = _check_id(key, d[key], problems)
+            if key in d:
+                d[key] = _check_id(key, d[key], problems)
+        d.setdefault("audio", None)  # no audio field: a text-only record
         for key in ("label", "transcript"):
             d[key] = _check_text(key, d.get(key), problems)
         if d.get("label") == "":
@@ -143,7 +147,8 @@ def _check_id(key: str, v: Any, problems: list[str]) -> Any:
         return str(v)
     if not isinstance(v, str):
         allowed = "a string or an integer" if key in ("speaker", "session") else "a string"
-        problems.append(f"{key} must be {allowed}, got {_json_type(v)}; write it as \"{key}\": \"...\"")
+        alone = " (or leave the field out for a text-only record)" if key == "audio" else ""
+        problems.append(f"{key} must be {allowed}, got {_json_type(v)}; write it as \"{key}\": \"...\"{alone}")
         return v
     if not _encodable(key, v, problems):
         return v
@@ -216,7 +221,10 @@ def _offenders(items: list[str], limit: int = 10) -> str:
 
 
 def validate_records(records: list[ManifestRecord], source: str = "<records>", check_audio: bool = True) -> None:
-    """Raise :class:`ManifestError` listing every duplicate id, unknown label or missing audio file."""
+    """Raise :class:`ManifestError` listing every duplicate id, unknown label or missing audio file.
+
+    With ``check_audio``, a text-only record (``audio`` ``None``) is listed as a record without audio.
+    """
     problems: list[str] = []
     counts = Counter(r.utt_id for r in records)
     dups = sorted(k for k, n in counts.items() if n > 1)
@@ -230,7 +238,10 @@ def validate_records(records: list[ManifestRecord], source: str = "<records>", c
     if bad_labels:
         problems.append(f"{len(bad_labels)} unknown label(s):" + _offenders(bad_labels))
     if check_audio:
-        missing = [f"{r.utt_id}: {r.audio}" for r in records if not os.path.isfile(r.audio)]
+        no_audio = [r.utt_id for r in records if r.audio is None]
+        if no_audio:
+            problems.append(f"{len(no_audio)} record(s) without audio (text-only):" + _offenders(no_audio))
+        missing = [f"{r.utt_id}: {r.audio}" for r in records if r.audio is not None and not os.path.isfile(r.audio)]
         if missing:
             problems.append(f"{len(missing)} missing audio file(s):" + _offenders(missing))
     if problems:
@@ -243,7 +254,7 @@ def read_manifest(path: str | os.PathLike, check_audio: bool = True) -> list[Man
     Raises :class:`ManifestError` naming the file and the offending lines for bytes that are not UTF-8,
     malformed JSON, lines that are not JSON objects, unknown or missing fields, values of the wrong type or
     range (see :meth:`ManifestRecord.from_dict`), duplicate ids, labels the corpus does not know, and
-    (``check_audio``) audio files that do not exist.
+    (``check_audio``) audio files that do not exist and text-only records (no ``audio`` field).
     """
     path = Path(path)
     if not path.is_file():
