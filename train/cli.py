@@ -43,23 +43,25 @@ def _os_error_message(e: OSError, path: Any = None, what: str = "the output fold
 
 
 def _writable_folder(folder: str | os.PathLike, what: str = "the output folder (--out)") -> Path:
-    """Create ``folder`` if needed and check a file can be written in it, before any work is done.
+    """Check, before any work is done, that ``folder`` can be written (or created) and return it.
 
-    ``what`` names the folder in messages (``the output folder (--out)``). Raises a one-line
+    Nothing is created: a file is test-written in ``folder`` or, when it does not exist yet, in its nearest
+    existing ancestor (where it would be created). ``what`` names the folder in messages. Raises a one-line
     ``click.ClickException`` for a path that is a file, under a file, read-only or not permitted.
     """
     p = Path(folder)
-    if p.exists() and not p.is_dir():
-        raise click.ClickException(f"{p}: {what} is a file, not a folder; choose another path")
+    probe_dir = p
+    while not probe_dir.exists() and probe_dir.parent != probe_dir:
+        probe_dir = probe_dir.parent
+    if not probe_dir.is_dir():
+        if probe_dir == p:
+            raise click.ClickException(f"{p}: {what} is a file, not a folder; choose another path")
+        raise click.ClickException(f"{p}: cannot create {what}: {probe_dir} is a file; choose another path")
     try:
-        p.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".ser-train-write-test-", dir=p)
+        fd, probe = tempfile.mkstemp(prefix=".ser-train-write-test-", dir=probe_dir)
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
-        if isinstance(e, (FileExistsError, NotADirectoryError)):
-            raise click.ClickException(f"{p}: cannot create {what}: a part of its path is a file; choose "
-                                       f"another path") from None
         raise click.ClickException(_os_error_message(e, p, what)) from None
     return p
 

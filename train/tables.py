@@ -178,7 +178,6 @@ def run_tables(stores_dir: str | os.PathLike, out: str | os.PathLike, seeds: Seq
     if seed_note:
         notes.append(seed_note)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     found = identify_stores(stores_dir, audio=audio, text=text)
     skipped_stores = list(found.skipped)
     pre_store = load_store(found.pretrained)
@@ -217,6 +216,7 @@ def run_tables(stores_dir: str | os.PathLike, out: str | os.PathLike, seeds: Seq
         notes.append(f"k={k} per class is at least the largest class of a training fold ({k_largest}): "
                      f"table 1 then uses all training data")
 
+    out.mkdir(parents=True, exist_ok=True)   # only once the stores are loaded and checked
     cache = RunCache(out, seeds, device, workers=workers)
     planned = set()
     for s, cfg in cfgs.items():
