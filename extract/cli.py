@@ -65,21 +65,35 @@ def main() -> None:
 @main.command()
 @click.option("--manifest", "-m", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="JSONL manifest from ser-manifest.")
-@click.option("--feature", "-f", "features", required=True, multiple=True,
-              help="Feature spec, repeatable: lld | wav2vec[:CKPT] | bert[:MODEL] | hf:MODEL[@LAYER[,LAYER…]|@all].")
+@click.option("--feature", "-f", "features", multiple=True,
+              help="Feature spec, repeatable: lld | wav2vec[:CKPT] | bert[:MODEL] | hf:MODEL[@LAYER[,LAYER…]|@all]. "
+                   "Required without --like. With --like it only says where this machine keeps the model's "
+                   "encoder (e.g. hf:/your/copy/whisper-base-encoder): it replaces the bundle's spec of the same "
+                   "kind (hf, bert, wav2vec, lld), an hf one without @LAYER gets the model's layer, and it is "
+                   "refused, naming the differing fields, unless its features equal the model's (weights by "
+                   "sha256, layer, crop, dims, settings).")
+@click.option("--like", "like", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="MODEL",
+              help="Extract exactly the features the model bundle MODEL (from `ser-train fit`) was trained on: "
+                   "every training store it records (audio, plus text for a bimodal model) with the spec, layer, "
+                   "crop and store dtype read from the bundle (an explicit --crop/--no-crop/--store-dtype is used "
+                   "as given). Each store's identity is checked against the bundle's before anything is "
+                   "extracted; then the stores and the `ser-train predict` command to run next are printed. "
+                   "A spec that cannot be loaded here (its model folder is elsewhere on this machine) is reported "
+                   "with the weights sha256 the model needs: point --feature at your copy.")
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Stores folder: one <feature>.h5 per feature set (per layer for a layer sweep).")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N.")
 @click.option("--crop", "crop_s", type=float, default=5.0, show_default=True,
-              help="Keep the first CROP seconds of each utterance (the paper: 5 s).")
-@click.option("--no-crop", is_flag=True, help="Keep whole utterances.")
+              help="Keep the first CROP seconds of each utterance (the paper: 5 s; with --like: the model's).")
+@click.option("--no-crop", is_flag=True, help="Keep whole utterances (with --like: only if the model did).")
 @click.option("--workers", type=int, default=min(4, os.cpu_count() or 1), show_default=True,
               help="Decoding (and LLD) processes; 0 = in the main process.")
 @click.option("--on-error", type=click.Choice(["skip", "fail"]), default="skip", show_default=True,
               help="Bad audio or transcript: report and leave the utterance out, or stop the run.")
 @click.option("--shard", default=None, help="i/N: process a deterministic 1/N of the manifest; 'auto' "
               "reads torchrun's RANK/WORLD_SIZE or a Slurm array.")
-@click.option("--store-dtype", type=click.Choice(["float16", "float32"]), default="float16", show_default=True)
+@click.option("--store-dtype", type=click.Choice(["float16", "float32"]), default="float16", show_default=True,
+              help="dtype on disk (with --like: the training store's unless given).")
 @click.option("--compute-dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default="auto",
               show_default=True, help="GPU autocast dtype (auto: bf16 where supported); CPU computes in fp32.")
 @click.option("--batch-seconds", type=float, default=None,
@@ -89,19 +103,35 @@ def main() -> None:
 @click.option("--retry-skipped", is_flag=True, help="Retry every utterance skipped by an earlier run (without it, "
               "only those whose audio file changed since are retried).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-def run(manifest: Path, features: tuple[str, ...], out: Path, device: str, crop_s: float, no_crop: bool,
-        workers: int, on_error: str, shard: str | None, store_dtype: str, compute_dtype: str,
+def run(manifest: Path, features: tuple[str, ...], like: Path | None, out: Path, device: str, crop_s: float,
+        no_crop: bool, workers: int, on_error: str, shard: str | None, store_dtype: str, compute_dtype: str,
         batch_seconds: float | None, overwrite: bool, retry_skipped: bool, quiet: bool) -> None:
-    """Extract feature sets of MANIFEST into OUT (the default command)."""
+    """Extract feature sets of MANIFEST into OUT (the default command); with --like MODEL, the ones MODEL expects."""
     from .audio import TARGET_SR
     from .pipeline import ExtractConfig, ExtractionError, extract_all
 
+    if not features and like is None:
+        raise click.UsageError("give at least one --feature SPEC, or --like MODEL to extract what a fitted model "
+                               "expects")
     cfg = ExtractConfig(crop_s=None if no_crop else crop_s, device=device, compute_dtype=compute_dtype,
                         store_dtype=store_dtype, workers=workers, on_error=on_error, shard=parse_shard(shard),
                         overwrite=overwrite, retry_skipped=retry_skipped, progress=not quiet,
                         batch_samples=int(batch_seconds * TARGET_SR) if batch_seconds else None)
+    like_result = None
     try:
-        reports = extract_all(manifest, list(features), out, cfg)
+        if like is not None:
+            from .like import extract_like
+
+            from click.core import ParameterSource
+
+            ctx = click.get_current_context()
+            typed = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+            given = {opt for opt, params in (("crop_s", ("crop_s", "no_crop")), ("store_dtype", ("store_dtype",)))
+                     if any(ctx.get_parameter_source(p) in typed for p in params)}
+            like_result = extract_like(like, manifest, out, cfg, features=features, explicit=given)
+            reports = like_result.reports
+        else:
+            reports = extract_all(manifest, list(features), out, cfg)
     except (ManifestError, StoreError, ExtractionError, ValueError, RuntimeError, OSError) as e:
         raise click.ClickException(str(e)) from e
     click.echo(f"\n{'feature':<34} {'status':<10} {'written':>8} {'skipped':>8} {'audio s':>9} {'wall s':>8} {'x realtime':>10}")
@@ -118,6 +148,21 @@ def run(manifest: Path, features: tuple[str, ...], out: Path, device: str, crop_
     except OSError as e:
         click.echo(f"warning: could not append to {out / 'extract_log.jsonl'} ({e.strerror}); the stores are written",
                    err=True)
+    if like_result is not None:
+        _echo_like(like_result)
+
+
+def _echo_like(result) -> None:
+    """The stores ``--like`` wrote, and the ``ser-train predict`` command to run next (a ``next:`` line)."""
+    n = len(result.stores)
+    click.echo(f"\n--like {result.bundle.path} ({result.bundle.head} head): {n} store{'s' * (n > 1)} with the "
+               f"features it was trained on")
+    for s in result.stores:
+        what = "written" if s.report.status == "done" else s.report.status
+        click.echo(f"  {s.expected.modality:<5} {s.path}  ({what}; {s.spec})")
+    if result.shard is not None:
+        click.echo(f"next, once every shard is done: ser-extract merge {result.out}, then")
+    click.echo(f"next: {result.predict_command()}")
 
 
 def find_shards(store_dir: Path) -> dict[str, list[Path]]:
