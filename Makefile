@@ -34,11 +34,17 @@ AL_SEEDS ?= 0,1,2
 BENCH_N  ?= 500
 DEMO_SEEDS ?= 0
 
+# --- for labelling teams: a folder of audio -> predictions of a fitted model (`make predict`) ------------------
+AUDIO_DIR ?=
+MODEL    ?= model.pt
+OUT      ?= predictions/$(notdir $(abspath $(AUDIO_DIR)))
+LIKE_OPTS ?=
+
 SER_MANIFEST := $(BIN)/ser-manifest
 SER_EXTRACT  := $(BIN)/ser-extract
 SER_TRAIN    := $(BIN)/ser-train
 
-.PHONY: help install test manifests extract train-all demo shared-results bench clean-stores
+.PHONY: help install test manifests extract train-all demo shared-results predict bench clean-stores
 
 help:
 	@echo "make install      create $(VENV) and install the project with its extract and test extras"
@@ -48,6 +54,8 @@ help:
 	@echo "make extract      IEMOCAP feature stores: lld, wav2vec (WAV2VEC=...), bert (BERT=...) on DEVICE=$(DEVICE)"
 	@echo "make train-all    every table and figure from the stores of CORPUS=$(CORPUS) into $(RESULTS)/$(CORPUS)"
 	@echo "make shared-results  the README's EmoDB and RAVDESS tables (Whisper-base, LLDs, MiniLM from $(SHARED))"
+	@echo "make predict      AUDIO_DIR=folder MODEL=model.pt [OUT=...]: folder -> manifest -> the model's features"
+	@echo "                  (ser-extract --like) -> OUT/predictions.csv (OUT default: predictions/<folder name>)"
 	@echo "make bench        extraction and training benchmarks"
 
 # the set-up stage: every other target depends on it, so `make demo` or `make test` on a fresh clone installs first
@@ -107,6 +115,29 @@ shared-results: $(STORES)/emodb/.shared-extract.done $(STORES)/ravdess/.shared-e
 	$(BIN)/python benchmarks/layer_sweep.py --stores $(STORES)/ravdess --out $(RESULTS)/ravdess/layer_sweep.md
 	$(BIN)/python benchmarks/active_learning.py --store $(STORES)/ravdess/hf-whisper-base-encoder-l$(WHISPER_LAYER).h5 \
 	  --out $(RESULTS)/ravdess/active_learning --seeds $(AL_SEEDS) --balanced
+
+# ---- for labelling teams: predict on a folder of unlabelled audio with a model from `ser-train fit` ----------
+# Each step is idempotent: the manifest is replaced only when the folder's files changed (then the old pool's
+# stores are removed), ser-extract --like reuses complete stores and resumes partial ones, and the predictions
+# are recomputed from the stores (seconds). ser-extract prints the `ser-train predict` command (its `next:`
+# line), which names the stores the model expects; it is run from there with this venv's ser-train.
+# LIKE_OPTS is passed to ser-extract (e.g. LIKE_OPTS=--overwrite after switching to a model of other features).
+predict: | $(INSTALLED)
+	@test -n "$(AUDIO_DIR)" || { echo "usage: make predict AUDIO_DIR=folder/of/audio MODEL=model.pt [OUT=folder]"; exit 1; }
+	@test -d "$(AUDIO_DIR)" || { echo "AUDIO_DIR=$(AUDIO_DIR): no such folder"; exit 1; }
+	@test -f "$(MODEL)" || { echo "MODEL=$(MODEL): no such model bundle (make one with ser-train fit --store … --head … --out $(MODEL))"; exit 1; }
+	@mkdir -p $(OUT)
+	$(SER_MANIFEST) folder $(AUDIO_DIR) -o $(OUT)/.pool.new.jsonl
+	@if cmp -s $(OUT)/.pool.new.jsonl $(OUT)/pool.jsonl; then rm -f $(OUT)/.pool.new.jsonl; else \
+	  if [ -f $(OUT)/pool.jsonl ]; then echo "$(AUDIO_DIR) changed: removing the old pool's stores $(OUT)/stores"; rm -rf $(OUT)/stores; fi; \
+	  mv $(OUT)/.pool.new.jsonl $(OUT)/pool.jsonl; fi
+	$(SER_EXTRACT) --like $(MODEL) --manifest $(OUT)/pool.jsonl --out $(OUT)/stores --device $(DEVICE) \
+	  --workers $(WORKERS) $(LIKE_OPTS) > $(OUT)/extract.txt || { cat $(OUT)/extract.txt; exit 1; }
+	@cat $(OUT)/extract.txt
+	@cmd="$$(sed -n 's|^next: ser-train |$(SER_TRAIN) |p' $(OUT)/extract.txt)"; \
+	  test -n "$$cmd" || { echo "ser-extract printed no 'next: ser-train predict' line (see $(OUT)/extract.txt)"; exit 1; }; \
+	  echo "$$cmd"; eval "$$cmd"
+	@echo "predictions: $(OUT)/predictions.csv"
 
 bench: | $(INSTALLED)
 	$(BIN)/python benchmarks/bench_extract.py --workload iemocap-synth --feature lld --feature wav2vec:random-large \
