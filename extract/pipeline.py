@@ -38,7 +38,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from ser_common.manifest import ManifestRecord, manifest_sha256, read_manifest
+from ser_common.manifest import ManifestError, ManifestRecord, manifest_sha256, read_manifest, validate_records
 from ser_common.provenance import package_versions
 from ser_common.identity import FeatureIdentity, format_diff
 from ser_common.store import FeatureStore, StoreError, StoreWriter, UtteranceMeta, changed_skips, store_path, store_identity
@@ -334,8 +334,8 @@ def extract_feature(manifest: str | os.PathLike, spec: str | FeatureSet, out_dir
     out_dir = Path(out_dir)
     if cfg.on_error not in ("skip", "fail"):
         raise ValueError(f"on_error must be 'skip' or 'fail', got {cfg.on_error!r}")
-    records = records if records is not None else read_manifest(manifest)
     fs = build(spec) if isinstance(spec, str) else spec
+    records = records if records is not None else read_manifest(manifest, check_audio=fs.modality != "text")
     spec_str = spec if isinstance(spec, str) else getattr(fs, "spec", fs.name)
     device = resolve_device(cfg.device)
     compute_dtype = "float32" if fs.runs_in_workers else resolve_compute_dtype(cfg.compute_dtype, device)
@@ -496,11 +496,20 @@ def extract_all(manifest: str | os.PathLike, specs: Sequence[str], out_dir: str 
     """Extract several feature sets for one manifest (read, validated and hashed once), one after another.
 
     Every feature set is built first, so two specs that would write the same store name (``wav2vec:a.pt``
-    and ``wav2vec:b.pt`` both write ``wav2vec.h5``) are refused before anything runs.
+    and ``wav2vec:b.pt`` both write ``wav2vec.h5``) are refused before anything runs. A manifest of
+    text-only records (no ``audio``, e.g. from ``ser-manifest csv``) is valid when every feature set is a
+    text one (``bert:``); with an audio feature set every record needs an existing audio file.
     """
-    records = read_manifest(manifest)
+    records = read_manifest(manifest, check_audio=False)
     specs = list(dict.fromkeys(specs))  # the same spec twice is one feature set
     sets = [build(spec) for spec in specs]
+    audio_sets = [fs.spec for fs in sets if fs.modality != "text"]
+    if audio_sets:
+        try:
+            validate_records(records, str(manifest), check_audio=True)
+        except ManifestError as e:
+            raise ManifestError(f"{e}\n(audio feature sets {', '.join(audio_sets)} need an audio file for every "
+                                f"record; text-only records can only give text features such as bert:)") from None
     owners: dict[str, str] = {}
     for spec, fs in zip(specs, sets):
         for name in fs.output_names():
