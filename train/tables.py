@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from ser_common.identity import FeatureIdentity
 from ser_common.store import FeatureStore, StoreError, list_stores
 
 from .config import TrainConfig, schedule_config
@@ -54,9 +55,10 @@ class StoreSet:
     """One line per store left out: ``<file>: <why>``."""
 
 
-def _read_meta(path: Path) -> tuple[dict[str, Any], bool]:
+def _read_meta(path: Path) -> tuple[dict[str, Any], FeatureIdentity, bool]:
+    """A store's provenance, its :class:`~ser_common.identity.FeatureIdentity`, and whether it holds tokens."""
     with FeatureStore(path) as fs:
-        return dict(fs.provenance), bool(fs.is_text)
+        return dict(fs.provenance), fs.identity, bool(fs.is_text)
 
 
 def _reason(path: Path, e: BaseException) -> str:
@@ -82,14 +84,14 @@ def identify_stores(stores_dir: str | os.PathLike, audio: str | None = None, tex
     corpus = None
     for p in paths:
         try:
-            prov, is_text = _read_meta(p)
+            prov, ident, is_text = _read_meta(p)
         except Exception as e:  # noqa: BLE001 - any unreadable store is reported and skipped
             skipped.append(f"{p.name}: skipped, unreadable ({_reason(p, e)})")
             continue
         corpus = corpus or prov.get("corpus") or (Path(prov["manifest"]).stem if prov.get("manifest") else None)
-        if is_text or prov.get("modality") == "text":
+        if is_text or ident.modality == "text":
             txt.append(p)
-        elif prov.get("feature") == "lld" or p.stem == "lld":
+        elif ident.kind == "lld" or p.stem == "lld":
             lld.append(p)
         else:
             pre.append(p)
@@ -309,10 +311,10 @@ def _entry(r: CVResult, out: Path) -> dict[str, Any]:
 
 
 def _store_info(path: Path) -> dict[str, Any]:
-    prov, is_text = _read_meta(path)
-    keys = ("feature", "spec", "modality", "encoder", "encoder_class", "layer", "weights_sha256", "dims",
-            "frame_rate_hz", "crop_s", "compute_dtype")
-    return {"path": str(path), "file": path.name, **{k: prov.get(k) for k in keys}}
+    prov, ident, _ = _read_meta(path)
+    identity = {k: v for k, v in ident.to_dict().items() if k != "settings"}
+    return {"path": str(path), "file": path.name, "feature": prov.get("feature"), "spec": prov.get("spec"),
+            "encoder": prov.get("encoder"), **identity}
 
 
 def _encoder_line(info: dict[str, Any]) -> str:
