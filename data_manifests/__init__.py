@@ -9,7 +9,9 @@ use the ``ser-manifest`` CLI (:mod:`data_manifests.cli`).
     >>> from data_manifests import CORPORA
     >>> records = CORPORA["emodb"]("../shared/data/emodb", scheme="4class")   # doctest: +SKIP
 
-A folder of unlabelled audio (a labelling team's pool) is :func:`data_manifests.folder.build_folder`.
+A folder of audio (a labelling team's pool, or a corpus nobody here prepared: a folder per emotion, speaker
+codes in the file names) is :func:`data_manifests.folder.build_folder`; a transcript table (CSV, with or
+without audio) is :func:`data_manifests.transcript_table.build_csv`.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from .crema_d import build_crema_d
 from .emodb import build_emodb
 from .folder import build_folder
 from .iemocap import build_iemocap
-from .problems import CorpusError, CorpusWarning
+from .problems import CorpusError, CorpusWarning, FoldWarning
 from .ravdess import build_ravdess
+from .transcript_table import build_csv
 
 Builder = Callable[..., list[ManifestRecord]]
 """``build_<corpus>(root, scheme='4class', *, skip_invalid=False, …) -> list[ManifestRecord]``."""
@@ -46,5 +49,5 @@ def build_manifest(corpus: str, root: str | os.PathLike, scheme: str = "4class",
     return CORPORA[corpus](root, scheme, **options)
 
 
-__all__ = ["CORPORA", "Builder", "CorpusError", "CorpusWarning", "build_crema_d", "build_emodb", "build_folder",
-           "build_iemocap", "build_manifest", "build_ravdess"]
+__all__ = ["CORPORA", "Builder", "CorpusError", "CorpusWarning", "FoldWarning", "build_crema_d", "build_csv",
+           "build_emodb", "build_folder", "build_iemocap", "build_manifest", "build_ravdess"]

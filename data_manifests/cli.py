@@ -14,8 +14,11 @@ from ser_common.manifest import ManifestError, ManifestRecord, validate_records,
 
 from . import CORPORA
 from .count_table import count_table
-from .folder import SPEAKER_SOURCES, build_folder
-from .problems import CorpusError, CorpusWarning
+from .fold_check import SPEAKER_REGEX_EXAMPLE
+from .folder import LABEL_SOURCES, SPEAKER_SOURCES, build_folder, compile_speaker_regex
+from .label_names import parse_label_map
+from .problems import CorpusError, CorpusWarning, FoldWarning
+from .transcript_table import build_csv
 
 HELP: dict[str, str] = {
     "iemocap": """IEMOCAP from IEMOCAP_full_release (ROOT holds Session1..Session5).
@@ -64,7 +67,8 @@ HELP: dict[str, str] = {
 def run_builder(build: Callable[[], list[ManifestRecord]], out: Path) -> list[ManifestRecord]:
     """Build, validate and write a manifest; print warnings to stderr and the count table to stdout.
 
-    Corpus and manifest errors become a :class:`click.ClickException` (message on stderr, exit status 1).
+    Fold warnings (speakers and labels confounded, no folds) are repeated under the count table. Corpus and
+    manifest errors become a :class:`click.ClickException` (message on stderr, exit status 1).
     """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", CorpusWarning)
@@ -81,6 +85,9 @@ def run_builder(build: Callable[[], list[ManifestRecord]], out: Path) -> list[Ma
                     warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     write_manifest(records, out)
     click.echo(count_table(records))
+    for w in caught:
+        if issubclass(w.category, FoldWarning):
+            click.echo(f"WARNING: {w.message}")
     click.echo(f"wrote {out}")
     return records
 
@@ -111,6 +118,8 @@ def main() -> None:
     ser-manifest iemocap /data/IEMOCAP_full_release -o manifests/iemocap.jsonl
     ser-manifest emodb ../shared/data/emodb -o manifests/emodb.jsonl --labels all
     ser-manifest folder /data/new_calls -o pool.jsonl --speaker-from filename-prefix
+    ser-manifest folder /data/my_corpus -o my.jsonl --label-from folder --speaker-regex '^(?P<speaker>[^_]+)_'
+    ser-manifest csv transcripts.csv --utt-id id --text text --label emotion --speaker spk -o texts.jsonl
 
     Labels are readable names (neutral, happy, …). --labels 4class (default) keeps the paper's
     neutral/happy/sad/angry and drops other classes; --labels all keeps every class.
@@ -139,32 +148,142 @@ for _name in CORPORA:
     main.add_command(corpus_command(_name))
 
 
+def label_map_option(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> dict[str, str] | None:
+    """``--label-map a=b,c=d`` (repeatable) -> ``{"a": "b", "c": "d"}``, normalised like the labels."""
+    if not value:
+        return None
+    try:
+        return parse_label_map(value, keep_case=bool(ctx.params.get("keep_label_case")))
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+KEEP_CASE_OPT = click.option("--keep-label-case", is_flag=True, is_eager=True,
+                             help="Keep the labels' case (they are always stripped of surrounding spaces); by "
+                                  "default labels are lower-cased: Joy -> joy.")
+LABEL_MAP_OPT = click.option("--label-map", multiple=True, callback=label_map_option, metavar="NAME=LABEL,...",
+                             help="Map the corpus' label names (after lower-casing) onto the toolkit's, e.g. "
+                                  "angry=angry,joy=happy,neutral=neutral,sad=sad. With a map, a label it does not "
+                                  "list is an error (--skip-invalid leaves those files/rows out). Repeatable.")
+
+
 @main.command("folder")
 @ROOT_ARG
 @OUT_OPT
 @click.option("--corpus", default=None, help="Corpus name written into every record  [default: the folder's name].")
-@click.option("--speaker-from", type=click.Choice(SPEAKER_SOURCES), default="folder", show_default=True,
-              help="Speaker id: the parent folder's name, the file name before its first '_' or '-', or none.")
+@click.option("--label-from", type=click.Choice(LABEL_SOURCES), default=None,
+              help="Labels: none (an unlabelled pool), folder (the parent folder's name: angry/spk03_take2.wav -> "
+                   "angry), or csv (from --labels-csv)  [default: csv with --labels-csv, otherwise none].")
 @click.option("--labels-csv", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="CSV with a header 'utt_id,label' or 'filename,label' to attach labels (checked: every row "
                    "must name one audio file).")
+@LABEL_MAP_OPT
+@KEEP_CASE_OPT
+@click.option("--speaker-from", type=click.Choice(SPEAKER_SOURCES), default=None,
+              help="Speaker id: the parent folder's name, the file name before its first '_' or '-', or none  "
+                   "[default: folder].")
+@click.option("--speaker-regex", default=None, metavar="REGEX",
+              help="Instead of --speaker-from: a Python regex with a named group 'speaker', searched in the file "
+                   f"name, e.g. '{SPEAKER_REGEX_EXAMPLE}' reads spk03 from spk03_take2.wav. A file it does not "
+                   "match is an error (--skip-invalid leaves it out).")
 @GROUPS_OPT
-@SKIP_OPT
-def folder_command(root: Path, out: Path, corpus: str | None, speaker_from: str, labels_csv: Path | None,
-                   n_groups: int, skip_invalid: bool) -> None:
-    """Every .wav/.flac under ROOT (recursively) as an UNLABELLED record: a labelling team's pool.
+@click.option("--skip-invalid", is_flag=True,
+              help="Leave out, with a warning instead of failing: unreadable or empty audio, file names "
+                   "--speaker-regex does not match, files outside a label folder (--label-from folder) and labels "
+                   "absent from --label-map.")
+def folder_command(root: Path, out: Path, corpus: str | None, label_from: str | None, labels_csv: Path | None,
+                   label_map: dict[str, str] | None, keep_label_case: bool, speaker_from: str | None,
+                   speaker_regex: str | None, n_groups: int, skip_invalid: bool) -> None:
+    """Every .wav/.flac under ROOT (recursively, any sample rate): an unlabelled pool, or a labelled corpus
+    nobody here prepared (a folder per emotion, labels in a CSV).
 
     \b
-    utt_id = path relative to ROOT without suffix (spk1/clip_003).
+    utt_id = path relative to ROOT without suffix (angry/spk03_take2).
+    label  = --label-from: none (default), folder, or csv (--labels-csv);
+             stripped and lower-cased, then mapped by --label-map.
+    speaker = --speaker-from (default: the parent folder) or --speaker-regex.
     session = balanced speaker groups g1..gN with at least --groups speakers,
     otherwise 'pool'.
+
+    With labels, a warning says when speakers and labels are confounded (e.g.
+    the folder is both the emotion and the speaker): speaker-independent
+    folds would then measure speakers, not emotions.
 
     \b
     ser-manifest folder /data/new_calls -o pool.jsonl --corpus calls --speaker-from filename-prefix
     ser-manifest folder /data/new_calls -o labelled.jsonl --labels-csv labels.csv
+    ser-manifest folder /data/my_corpus -o my.jsonl --label-from folder \\
+        --speaker-regex '^(?P<speaker>[^_]+)_' --label-map joy=happy,angry=angry,neutral=neutral,sad=sad
     """
+    if speaker_regex is not None and speaker_from is not None:
+        raise click.UsageError("--speaker-regex and --speaker-from are alternatives: give one")
+    if speaker_regex is not None:
+        try:
+            compile_speaker_regex(speaker_regex)
+        except ValueError as e:
+            raise click.BadParameter(str(e).removeprefix("--speaker-regex "),
+                                     param_hint="'--speaker-regex'") from None
+    if labels_csv is not None and label_from not in (None, "csv"):
+        raise click.UsageError(f"--labels-csv reads the labels from a CSV: it cannot go with --label-from "
+                               f"{label_from}")
+    if label_from == "csv" and labels_csv is None:
+        raise click.UsageError("--label-from csv needs --labels-csv FILE")
+    if label_map is not None and labels_csv is None and label_from in (None, "none"):
+        raise click.UsageError("--label-map needs labels: add --label-from folder or --labels-csv FILE")
     run_builder(lambda: build_folder(absolute(root), corpus=corpus, speaker_from=speaker_from,
-                                     labels_csv=labels_csv, n_groups=n_groups, skip_invalid=skip_invalid), out)
+                                     speaker_regex=speaker_regex, label_from=label_from, labels_csv=labels_csv,
+                                     label_map=label_map, keep_label_case=keep_label_case, n_groups=n_groups,
+                                     skip_invalid=skip_invalid), out)
+
+
+@main.command("csv")
+@click.argument("table", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@OUT_OPT
+@click.option("--utt-id", "utt_id_col", required=True, metavar="COL", help="Column of the utterance ids (unique).")
+@click.option("--text", "text_col", required=True, metavar="COL", help="Column of the transcripts (non-empty).")
+@click.option("--label", "label_col", required=True, metavar="COL",
+              help="Column of the labels (an empty cell leaves the utterance unlabelled).")
+@click.option("--speaker", "speaker_col", required=True, metavar="COL",
+              help="Column of the speaker ids (required in every row; the fold groups are built from them).")
+@click.option("--audio", "audio_col", default=None, metavar="COL",
+              help="Column of audio paths (relative to the table's folder). Without it the records have no "
+                   "audio: only text feature sets can be extracted.")
+@click.option("--split", "split_col", default=None, metavar="COL",
+              help="Column of a split (train/dev/test …), kept in the record's extra.split; the folds stay "
+                   "speaker groups.")
+@click.option("--corpus", default=None, help="Corpus name written into every record  [default: the table's name].")
+@click.option("--delimiter", default=None, metavar="CHAR",
+              help="The cell separator  [default: detected among , ; tab |, else ',']. Write tab as '\\t'.")
+@LABEL_MAP_OPT
+@KEEP_CASE_OPT
+@GROUPS_OPT
+@click.option("--skip-invalid", is_flag=True,
+              help="Leave out rows with problems (empty text or speaker, labels absent from --label-map, missing "
+                   "audio) with a warning instead of failing. Duplicate ids always fail.")
+def csv_command(table: Path, out: Path, utt_id_col: str, text_col: str, label_col: str, speaker_col: str,
+                audio_col: str | None, split_col: str | None, corpus: str | None, delimiter: str | None,
+                label_map: dict[str, str] | None, keep_label_case: bool, n_groups: int, skip_invalid: bool) -> None:
+    """A transcript table (CSV) as a manifest: one row per utterance, with or without audio.
+
+    \b
+    Any delimiter csv can detect (, ; tab |), UTF-8 with or without a BOM.
+    transcript = --text (stripped); label = --label, stripped, lower-cased and
+    mapped by --label-map; speaker = --speaker.
+    session = balanced speaker groups g1..gN with at least --groups speakers,
+    otherwise 'pool'; --split goes to extra.split (not a fold group).
+
+    \b
+    ser-manifest csv transcripts.csv --utt-id id --text sentence --label emotion \\
+        --speaker spk --split split --label-map joy=happy -o manifests/texts.jsonl
+    """
+    if delimiter is not None:
+        delimiter = {"\\t": "\t", "tab": "\t"}.get(delimiter, delimiter)
+        if len(delimiter) != 1:
+            raise click.BadParameter(f"{delimiter!r} is not one character", param_hint="'--delimiter'")
+    run_builder(lambda: build_csv(absolute(table), utt_id_col=utt_id_col, text_col=text_col, label_col=label_col,
+                                  speaker_col=speaker_col, audio_col=audio_col, split_col=split_col, corpus=corpus,
+                                  delimiter=delimiter, label_map=label_map, keep_label_case=keep_label_case,
+                                  n_groups=n_groups, skip_invalid=skip_invalid), out)
 
 
 if __name__ == "__main__":

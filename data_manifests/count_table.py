@@ -10,20 +10,24 @@ from ser_common.manifest import ManifestRecord
 UNLABELLED = "<unlabelled>"
 
 
-def _session_key(session: str) -> tuple[str, int, str]:
+def session_key(session: str) -> tuple[str, int, str]:
     """Sort ``Session2`` before ``Session10`` and ``g2`` before ``g10``."""
     head = session.rstrip("0123456789")
     tail = session[len(head):]
     return (head, int(tail) if tail else -1, session)
 
 
+_session_key = session_key
+
+
 def count_table(records: list[ManifestRecord]) -> str:
     """A plain-text table: one row per session, one column per class (paper order first), totals last.
 
-    Also lists the number of speakers per session and the total audio duration in minutes.
+    Also lists the number of speakers per session and the total audio duration in minutes (``text only, no
+    audio`` for a manifest from a transcript table without audio).
     """
     counts = Counter((r.session, r.label or UNLABELLED) for r in records)
-    sessions = sorted({r.session for r in records}, key=_session_key)
+    sessions = sorted({r.session for r in records}, key=session_key)
     labels = list(class_order([r.label for r in records if r.label]))
     if any(r.label is None for r in records):
         labels.append(UNLABELLED)
@@ -40,6 +44,13 @@ def count_table(records: list[ManifestRecord]) -> str:
 
     rule = "-" * len(fmt(header))
     minutes = sum(r.duration or 0.0 for r in records) / 60.0
+    with_audio = sum(r.audio is not None for r in records)
+    if with_audio == 0:
+        audio = "text only (no audio)"
+    elif with_audio < len(records):
+        audio = f"{minutes:.1f} min of audio ({len(records) - with_audio} utterance(s) without audio)"
+    else:
+        audio = f"{minutes:.1f} min of audio"
     lines = [fmt(header), rule, *(fmt(r) for r in rows[:-1]), rule, fmt(rows[-1]),
-             f"{len(records)} utterances, {minutes:.1f} min of audio"]
+             f"{len(records)} utterances, {audio}"]
     return "\n".join(lines)

@@ -18,6 +18,14 @@ class CorpusWarning(UserWarning):
     """Something left out of a manifest (a skipped file, a missing transcript); the message says what and why."""
 
 
+class FoldWarning(CorpusWarning):
+    """Fold groups that cannot evaluate emotions speaker-independently (speakers and labels confounded, no folds).
+
+    ``ser-manifest`` prints these on stderr like every :class:`CorpusWarning` and repeats them under the count
+    table, so they are seen where the folds are.
+    """
+
+
 def listing(items: list[str], limit: int = 10) -> str:
     """``items`` as an indented list, one per line, cut after ``limit`` with a count of the rest."""
     shown = "\n  ".join(items[:limit])
