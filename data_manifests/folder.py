@@ -29,7 +29,6 @@ import re
 import warnings
 from collections import Counter
 from pathlib import Path
-
 from typing import Mapping
 
 from ser_common.labels import known_labels

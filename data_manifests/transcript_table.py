@@ -190,11 +190,14 @@ def build_csv(path: str | os.PathLike, *, utt_id_col: str, text_col: str, label_
         if len(problems) > len(absent_labels):
             hint += " Fix the other rows listed, or leave them out too with --skip-invalid."
     if dups:  # never skipped: which of the rows is right cannot be told
-        others = (f"\nand {len(problems)} problem(s) in {len(bad_lines)} other row(s):" + listing(problems) + f"\n{hint}"
-                  if problems else "")
+        others = (f"\nand {len(bad_lines)} other invalid row(s):" + listing(problems) + f"\n{hint}" if problems else "")
         raise CorpusError(f"{path}: {len(dups)} duplicate utt_id(s); ids must be unique (--skip-invalid does not "
                           "choose between them):" + listing(dups) + others)
-    fail_or_skip(problems, f"problem(s) in {len(bad_lines)} row(s)", path, skip_invalid, hint)
+    if problems:
+        head = f"{path}: {len(bad_lines)} invalid row(s)"
+        if not skip_invalid:
+            raise CorpusError(f"{head}:" + listing(problems) + f"\n{hint}")
+        warnings.warn(f"{head}, left out:" + listing(problems), CorpusWarning, stacklevel=2)
 
     records: list[ManifestRecord] = []
     unreadable: list[str] = []
