@@ -148,10 +148,23 @@ def _set_threads(ctx: click.Context, param: click.Parameter, value: int) -> int:
     return value
 
 
-def _load(store: str, text: str | None, intersect: bool = False):
+def _load(store: str | tuple[str, ...], text: str | tuple[str, ...] | None, intersect: bool = False):
+    """Inputs from one store, or several of one feature set (one per corpus; see ``data.combine_stores``)."""
     from .data import load_inputs
 
-    return load_inputs(store, text, intersect=intersect)
+    return load_inputs(store, text or None, intersect=intersect)
+
+
+def _stores(paths: tuple[str, ...]):
+    """One StoreData from one --store, or several joined (one per corpus)."""
+    from .data import combine_stores, load_store
+
+    return combine_stores([load_store(p) for p in paths]) if paths else None
+
+
+STORE_HELP = ("Feature store (.h5). Repeat it to use stores of one feature set from several corpora together "
+              "(each utterance keeps its corpus as a <corpus>/ prefix of its id, speaker and session).")
+TEXT_HELP = "Text store (for --head bimodal); with several --store, one --text per --store, in the same order."
 
 
 HEAD_HELP = "Head: mean, meanmax, attention, mlp, or bimodal (needs --text)."
@@ -228,8 +241,8 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--store", required=True, type=click.Path(dir_okay=False), help="Feature store (.h5).")
-@click.option("--text", type=click.Path(dir_okay=False), help="Text store (for --head bimodal).")
+@click.option("--store", required=True, multiple=True, type=click.Path(dir_okay=False), help=STORE_HELP)
+@click.option("--text", multiple=True, type=click.Path(dir_okay=False), help=TEXT_HELP)
 @click.option("--head", required=True, help=HEAD_HELP)
 @click.option("--k", "k", help="Training utterances per class, drawn from the training folds (default: all).")
 @click.option("--seeds", default="0", show_default=True, help="Comma-separated seeds.")
@@ -238,7 +251,7 @@ def main() -> None:
 @click.option("--frame-level", is_flag=True, help="Train pooled heads on frames (no pooled precompute; slower, same maths).")
 @DEVICE_OPT
 @training_options
-def cv(store: str, text: str | None, head: str, k: str | None, seeds: str, out: str, intersect: bool,
+def cv(store: tuple[str, ...], text: tuple[str, ...], head: str, k: str | None, seeds: str, out: str, intersect: bool,
        frame_level: bool, device: str, **kw: Any) -> None:
     """Speaker-independent cross-validation of one head; prints UA/WA/F1 per fold and mean ± std."""
     from tqdm import tqdm
@@ -364,8 +377,8 @@ def tables(stores_dir: str, out: str, seeds: str, k: int, ks: str, also_converge
 
 
 @main.command()
-@click.option("--store", required=True, type=click.Path(dir_okay=False))
-@click.option("--text", type=click.Path(dir_okay=False), help="Text store (for --head bimodal).")
+@click.option("--store", required=True, multiple=True, type=click.Path(dir_okay=False), help=STORE_HELP)
+@click.option("--text", multiple=True, type=click.Path(dir_okay=False), help=TEXT_HELP)
 @click.option("--head", required=True, help=HEAD_HELP)
 @click.option("--k", "k", help="Fit on k utterances per class (default: every labelled utterance).")
 @click.option("--seed", default=0, show_default=True, type=int)
@@ -373,7 +386,7 @@ def tables(stores_dir: str, out: str, seeds: str, k: int, ks: str, also_converge
 @click.option("--intersect", is_flag=True)
 @DEVICE_OPT
 @training_options
-def fit(store: str, text: str | None, head: str, k: str | None, seed: int, out: str, intersect: bool, device: str,
+def fit(store: tuple[str, ...], text: tuple[str, ...], head: str, k: str | None, seed: int, out: str, intersect: bool, device: str,
         **kw: Any) -> None:
     """Fit one model on a store's labelled utterances and save it as a bundle for predict/suggest."""
     from .bundle import fit_bundle, save_bundle
@@ -410,26 +423,25 @@ def _check_bundle_finite(b: Any, model: str) -> None:
 
 @main.command()
 @click.option("--model", required=True, type=click.Path(dir_okay=False), help="Bundle from `ser-train fit`.")
-@click.option("--store", required=True, type=click.Path(dir_okay=False))
-@click.option("--text", type=click.Path(dir_okay=False))
+@click.option("--store", required=True, multiple=True, type=click.Path(dir_okay=False), help=STORE_HELP)
+@click.option("--text", multiple=True, type=click.Path(dir_okay=False), help=TEXT_HELP)
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="predictions.csv to write.")
 @click.option("--intersect", is_flag=True)
 @DEVICE_OPT
-def predict(model: str, store: str, text: str | None, output: str, intersect: bool, device: str) -> None:
+def predict(model: str, store: tuple[str, ...], text: tuple[str, ...], output: str, intersect: bool, device: str) -> None:
     """Predict every utterance of a store (columns utt_id, label, pred, p_<class>…). Refuses a store whose
     features differ from the training store's (names the differing provenance keys)."""
     import numpy as np
 
     from .bundle import bundle_inputs, load_bundle
     from .bundle import predict as predict_bundle
-    from .data import load_store
     from .metrics import classification_scores
 
     dev = _device(device)
     _writable_file(output, "-o/--output")
     b = load_bundle(model)
     _check_bundle_finite(b, model)
-    inputs = bundle_inputs(b, load_store(store), load_store(text) if text else None, intersect=intersect)
+    inputs = bundle_inputs(b, _stores(store), _stores(text), intersect=intersect)
     pr = predict_bundle(b, inputs, dev)
     if not np.isfinite(pr.proba).all():
         raise RuntimeError(f"{model}: the model's predictions on {store} are NaN/Inf; nothing was written: "
@@ -455,8 +467,9 @@ def predict(model: str, store: str, text: str | None, output: str, intersect: bo
 
 @main.command()
 @click.option("--model", required=True, type=click.Path(dir_okay=False), help="Bundle from `ser-train fit`.")
-@click.option("--store", required=True, type=click.Path(dir_okay=False), help="Pool store to rank.")
-@click.option("--text", type=click.Path(dir_okay=False))
+@click.option("--store", required=True, multiple=True, type=click.Path(dir_okay=False),
+              help="Pool store to rank (repeatable: stores of one feature set from several corpora).")
+@click.option("--text", multiple=True, type=click.Path(dir_okay=False), help=TEXT_HELP)
 @click.option("--n", default=100, show_default=True, type=int, help="How many utterances to suggest.")
 @click.option("--strategy", type=click.Choice(["entropy", "margin", "random"]), default="entropy", show_default=True)
 @click.option("--balanced", is_flag=True, help="Round-robin across predicted classes.")
@@ -466,18 +479,17 @@ def predict(model: str, store: str, text: str | None, output: str, intersect: bo
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the random strategy.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="suggest.csv to write.")
 @DEVICE_OPT
-def suggest(model: str, store: str, text: str | None, n: int, strategy: str, balanced: bool, exclude: str | None,
+def suggest(model: str, store: tuple[str, ...], text: tuple[str, ...], n: int, strategy: str, balanced: bool, exclude: str | None,
             include_labelled: bool, seed: int, output: str, device: str) -> None:
     """Rank unlabelled pool utterances for labelling (most uncertain first): rank, utt_id, score, pred, p_<class>…"""
     from .bundle import bundle_inputs, load_bundle, read_id_list, write_suggestions
     from .bundle import suggest as suggest_rows
-    from .data import load_store
 
     dev = _device(device)
     _writable_file(output, "-o/--output")
     b = load_bundle(model)
     _check_bundle_finite(b, model)
-    inputs = bundle_inputs(b, load_store(store), load_store(text) if text else None)
+    inputs = bundle_inputs(b, _stores(store), _stores(text))
     rows = suggest_rows(b, inputs, n=n, strategy=strategy, balanced=balanced,
                         exclude=read_id_list(exclude) if exclude else None, include_labelled=include_labelled,
                         seed=seed, device=dev)

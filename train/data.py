@@ -354,8 +354,72 @@ def check_classes(inputs: Inputs, what: str = "cross-validate") -> None:
                          f"than two classes{outside}; label utterances of at least one other class")
 
 
-def load_inputs(store: str | os.PathLike, text: str | os.PathLike | None = None,
+def corpus_name(store: StoreData) -> str:
+    """The corpus a store's utterances come from: its provenance's ``corpus``, else its manifest's file stem,
+    else the name of the folder holding the store."""
+    prov = store.provenance
+    if prov.get("corpus"):
+        return str(prov["corpus"])
+    if prov.get("manifest"):
+        return Path(str(prov["manifest"])).stem
+    return store.path.parent.name or store.path.stem
+
+
+def combine_stores(stores: Sequence[StoreData]) -> StoreData:
+    """Several stores of the same features (e.g. one per corpus) as one: rows of ``stores[0]`` first.
+
+    Refuses (``StoreError``) stores whose :class:`~ser_common.identity.FeatureIdentity` differs in the
+    ``features`` scope (encoder weights, layer, crop, dims, …; the manifests of course differ). Each row keeps
+    its corpus (:func:`corpus_name`) as a prefix ``<corpus>/`` of its utt_id, speaker and session, so ids
+    cannot collide and speaker-independent folds never mix two corpora's speakers or sessions. Frames of
+    float16 and float32 stores are joined as float32.
+    """
+    from ser_common.identity import FeatureIdentity, format_diff
+
+    stores = list(stores)
+    if len(stores) == 1:
+        return stores[0]
+    ref = FeatureIdentity.from_provenance(stores[0].provenance)
+    for s in stores[1:]:
+        diff = ref.diff(FeatureIdentity.from_provenance(s.provenance), scope="features")
+        if diff:
+            raise StoreError(f"{s.path}: cannot be combined with {stores[0].path}: other features "
+                             f"({format_diff(diff, stores[0].path.name, s.path.name)}); repeat --store only with "
+                             f"stores of one feature set extracted from several corpora")
+    names = [corpus_name(s) for s in stores]
+    for i, n in enumerate(names):
+        if names.count(n) > 1:
+            names[i] = f"{n}{i + 1}"
+    dtype = stores[0].frames.dtype if all(s.frames.dtype == stores[0].frames.dtype for s in stores) else torch.float32
+    frames = torch.cat([s.frames.to(dtype) for s in stores]).contiguous()
+    offsets = np.concatenate([[0], np.cumsum(np.concatenate([s.lengths for s in stores]))]).astype(np.int64)
+
+    def prefixed(attr: str) -> np.ndarray:
+        return np.concatenate([np.array([f"{n}/{v}" for v in getattr(s, attr)], dtype=object)
+                               for n, s in zip(names, stores)])
+
+    def joined(attr: str) -> np.ndarray:
+        return np.concatenate([getattr(s, attr) for s in stores]).astype(object)
+
+    prov = {**stores[0].provenance, "combined_from": [str(s.path) for s in stores], "corpora": names,
+            "manifest_sha256": None, "manifest": None}
+    path = stores[0].path.with_name(f"{stores[0].path.stem}+{'+'.join(names)}.h5")
+    return StoreData(path=path, provenance=prov, frames=frames, offsets=offsets, utt_ids=prefixed("utt_ids"),
+                     labels=joined("labels"), speakers=prefixed("speakers"), sessions=prefixed("sessions"),
+                     transcripts=joined("transcripts"), is_text=stores[0].is_text)
+
+
+def load_inputs(store: str | os.PathLike | Sequence[str | os.PathLike],
+                text: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
                 classes: Sequence[str] | None = None, intersect: bool = False) -> Inputs:
-    """:func:`load_store` the store(s) and :func:`make_inputs` them."""
-    audio = load_store(store)
-    return make_inputs(audio, load_store(text) if text is not None else None, classes=classes, intersect=intersect)
+    """:func:`load_store` the store(s) and :func:`make_inputs` them. Several audio (and text) stores, one
+    per corpus, are joined with :func:`combine_stores` (in the same corpus order for audio and text)."""
+    many = [store] if isinstance(store, (str, os.PathLike)) else list(store)
+    audio = combine_stores([load_store(p) for p in many])
+    if text is not None:
+        texts = [text] if isinstance(text, (str, os.PathLike)) else list(text)
+        if len(texts) != len(many):
+            raise StoreError(f"{len(many)} --store but {len(texts)} --text: give one text store per audio store, "
+                             f"in the same order")
+        text = combine_stores([load_store(p) for p in texts])
+    return make_inputs(audio, text, classes=classes, intersect=intersect)
