@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 
 from ser_common.manifest import ManifestError, ManifestRecord, manifest_sha256, read_manifest, validate_records
 from ser_common.provenance import package_versions
-from ser_common.identity import FeatureIdentity, format_diff
+from ser_common.identity import format_diff
 from ser_common.store import FeatureStore, StoreError, StoreWriter, UtteranceMeta, changed_skips, store_path, store_identity
 
 from .audio import TARGET_SR, AudioError, load_audio
@@ -260,7 +260,7 @@ class _Stores:
             self.close()
             raise
         for w in self.writers.values():
-            retry = sorted(w.skipped) if cfg.retry_skipped else changed_skips(w.skip_sources)
+            retry = _skips_to_retry(w.skipped, w.skip_sources, cfg)
             if retry:
                 w.unskip(retry)
         first = next(iter(self.writers.values()))
@@ -280,6 +280,11 @@ class _Stores:
     def close(self) -> None:
         for w in self.writers.values():
             w.close()
+
+
+def _skips_to_retry(skipped: dict[str, str], sources: dict[str, Any], cfg: ExtractConfig) -> list[str]:
+    """Skipped utterances to try again: all with ``retry_skipped``, else those whose audio file changed."""
+    return sorted(skipped) if cfg.retry_skipped else changed_skips(sources)
 
 
 @dataclass
@@ -312,7 +317,7 @@ def _plan_outputs(fs: FeatureSet, out_dir: Path, cfg: ExtractConfig, base_prov: 
         try:
             with FeatureStore(path) as have:
                 diff = have.identity.diff(want)
-                retry = sorted(have.skipped) if cfg.retry_skipped else changed_skips(have.skip_sources)
+                retry = _skips_to_retry(have.skipped, have.skip_sources, cfg)
         except StoreError as e:
             raise StoreError(f"{e}\n(this extraction would reuse it: pass --overwrite to rebuild it; the old file "
                              f"stays until the new store is complete)") from None

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -45,3 +48,36 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def slow_extraction_script(manifest: Path, out: Path, *extra: str) -> str:
+    """Python source of an ``ser-extract --feature lld`` run slowed down (50 ms per clip) that prints
+    ``COMMITTED`` after each committed batch, so a test can kill it mid-run."""
+    return (
+        "import time\n"
+        "import extract.lld as lld\n"
+        "from ser_common.store import StoreWriter\n"
+        "enc = lld.LLDFeatureSet.encode\n"
+        "lld.LLDFeatureSet.encode = lambda self, w: (time.sleep(0.05), enc(self, w))[1]\n"
+        "app = StoreWriter.append\n"
+        "def announce(self, *a, **k):\n"
+        "    app(self, *a, **k); print('COMMITTED', flush=True)\n"
+        "StoreWriter.append = announce\n"
+        "from extract.cli import main\n"
+        f"main(['--manifest', {str(manifest)!r}, '--feature', 'lld', '--out', {str(out)!r}, '--workers', '0', '-q', "
+        f"*{list(extra)!r}])\n")
+
+
+def run_until_commits(script: str, commits: int, env: dict | None = None) -> subprocess.Popen:
+    """Start ``script`` and return it (still running) once it has printed ``COMMITTED`` ``commits`` times."""
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=ROOT,
+                            env={**os.environ, **(env or {})})
+    seen = 0
+    for line in proc.stdout:
+        seen += line.startswith("COMMITTED")
+        if seen == commits:
+            return proc
+    raise AssertionError(f"the run ended after {seen} commits")

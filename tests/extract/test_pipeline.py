@@ -1,8 +1,4 @@
 import json
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +10,8 @@ from extract.cli import main as cli
 from extract.pipeline import ExtractConfig, ExtractionError, extract_all, extract_feature, length_batches
 from ser_common.manifest import ManifestRecord, read_manifest, write_manifest
 from ser_common.store import FeatureStore, StoreError, partial_path
-from tests.extract.conftest import write_corpus
+from tests.extract.conftest import run_until_commits, slow_extraction_script, write_corpus
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _cfg(**kw):
@@ -122,29 +117,10 @@ def test_fail_mode_stops_without_half_writes_and_resumes(tmp_path, tone):
 def test_resume_after_sigkill_equals_uninterrupted(tmp_path):
     manifest = write_corpus(tmp_path, n=30, seconds=(0.5, 0.8))
     out = tmp_path / "killed"
-    # a slowed-down extraction that announces each committed batch, so the test can kill it mid-run
-    script = (
-        "import sys, time\n"
-        "import extract.lld as lld\n"
-        "from ser_common.store import StoreWriter\n"
-        "enc = lld.LLDFeatureSet.encode\n"
-        "lld.LLDFeatureSet.encode = lambda self, w: (time.sleep(0.05), enc(self, w))[1]\n"
-        "app = StoreWriter.append\n"
-        "def announce(self, *a, **k):\n"
-        "    app(self, *a, **k); print('COMMITTED', flush=True)\n"
-        "StoreWriter.append = announce\n"
-        "from extract.cli import main\n"
-        f"main(['--manifest', {str(manifest)!r}, '--feature', 'lld', '--out', {str(out)!r}, '--workers', '0', '-q'])\n"
-    )
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=ROOT)
-    commits = 0
-    for line in proc.stdout:
-        commits += line.startswith("COMMITTED")
-        if commits == 2:
-            proc.kill()
-            break
+    proc = run_until_commits(slow_extraction_script(manifest, out), 2)
+    proc.kill()
     proc.wait(timeout=30)
-    assert commits == 2 and proc.returncode != 0
+    assert proc.returncode != 0
     partial = partial_path(out / "lld.h5")
     assert partial.exists() and not (out / "lld.h5").exists()
     with pytest.raises(StoreError, match="incomplete"):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.train.toy_stores import LLD_PROV, relabel, write_toy_store
+from tests.train.toy_stores import relabel, write_toy_store, write_toy_folder
 from train.cli import run as cli
 from train.config import TrainConfig
 from train.data import load_inputs
@@ -28,10 +28,7 @@ CFG = TrainConfig(epochs=3, lr=1e-2, hidden=8)
 
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory):
-    d = tmp_path_factory.mktemp("honest_stores")
-    write_toy_store(d / "wav2vec-toy.h5", seed=2, sep=1.2)
-    write_toy_store(d / "lld.h5", seed=1, sep=0.7, provenance=LLD_PROV, dtype="float32")
-    write_toy_store(d / "bert-toy.h5", dims=6, seed=3, sep=1.5, text=True)
+    d = write_toy_folder(tmp_path_factory.mktemp("honest_stores"))
     # session Ses03 has no 'angry' utterance (relabelled 'sad'): its fold UA averages over 3 classes
     gap = d / "gap" / "gap.h5"
     gap.parent.mkdir()

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 from click.testing import CliRunner
 
 from extract.cli import main as extract_cli
@@ -27,8 +26,7 @@ from ser_common.lock import StoreLocked, lock_path
 from ser_common.manifest import read_manifest, write_manifest
 from ser_common.merge import merge_stores
 from ser_common.store import FeatureStore, StoreError, StoreWriter, UtteranceMeta, partial_path
-from tests.conftest import make_tone
-from tests.extract.conftest import write_corpus
+from tests.extract.conftest import run_until_commits, slow_extraction_script, write_corpus
 
 ROOT = Path(__file__).resolve().parents[2]
 CKPTS = ROOT / "tests" / "fixtures" / "wav2vec"
@@ -155,39 +153,12 @@ def test_skipped_utterance_is_retried_once_its_file_changes(tmp_path):
 
 
 # ---- never lost -----------------------------------------------------------------------------------------
-def _slow_script(manifest: Path, out: Path, *extra: str) -> str:
-    return (
-        "import time\n"
-        "import extract.lld as lld\n"
-        "from ser_common.store import StoreWriter\n"
-        "enc = lld.LLDFeatureSet.encode\n"
-        "lld.LLDFeatureSet.encode = lambda self, w: (time.sleep(0.05), enc(self, w))[1]\n"
-        "app = StoreWriter.append\n"
-        "def announce(self, *a, **k):\n"
-        "    app(self, *a, **k); print('COMMITTED', flush=True)\n"
-        "StoreWriter.append = announce\n"
-        "from extract.cli import main\n"
-        f"main(['--manifest', {str(manifest)!r}, '--feature', 'lld', '--out', {str(out)!r}, '--workers', '0', '-q', "
-        f"*{list(extra)!r}])\n")
-
-
-def _run_until_commits(script: str, commits: int, env: dict | None = None) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=ROOT,
-                            env={**os.environ, **(env or {})})
-    seen = 0
-    for line in proc.stdout:
-        seen += line.startswith("COMMITTED")
-        if seen == commits:
-            return proc
-    raise AssertionError(f"the run ended after {seen} commits")
-
-
 def test_killed_overwrite_leaves_the_old_store(tmp_path):
     manifest = write_corpus(tmp_path, n=24, seconds=(0.5, 0.8))
     out = tmp_path / "stores"
     extract_feature(manifest, "lld", out, _cfg(crop_s=0.3))
     before = snapshot(out / "lld.h5")
-    proc = _run_until_commits(_slow_script(manifest, out, "--overwrite"), 2)
+    proc = run_until_commits(slow_extraction_script(manifest, out, "--overwrite"), 2)
     proc.kill()
     proc.wait(timeout=30)
     assert_same(snapshot(out / "lld.h5"), before)           # the old complete store is untouched
@@ -204,7 +175,7 @@ def test_killed_overwrite_leaves_the_old_store(tmp_path):
 def test_second_writer_is_refused_naming_the_first(tmp_path, hdf5_locking):
     manifest = write_corpus(tmp_path, n=24, seconds=(0.5, 0.8))
     out = tmp_path / "stores"
-    proc = _run_until_commits(_slow_script(manifest, out), 1, env={"HDF5_USE_FILE_LOCKING": hdf5_locking})
+    proc = run_until_commits(slow_extraction_script(manifest, out), 1, env={"HDF5_USE_FILE_LOCKING": hdf5_locking})
     try:
         res = CliRunner().invoke(extract_cli, ["--manifest", str(manifest), "--feature", "lld", "--out", str(out),
                                                "--workers", "0", "-q"])
@@ -224,7 +195,7 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     import socket
     lock_path(path).write_text(json.dumps({"pid": int(dead.stdout), "host": socket.gethostname()}))
-    with StoreWriter(path, dims=2, provenance={"feature": "x"}) as w:
+    with StoreWriter(path, dims=2, provenance={"feature": "x"}):
         assert json.loads(lock_path(path).read_text())["pid"] == os.getpid()
         with pytest.raises(StoreLocked, match=f"pid {os.getpid()}"):
             StoreWriter(path, dims=2, provenance={"feature": "x"})

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from ser_common.store import StoreError
-from tests.train.toy_stores import LLD_PROV, poison, relabel, toy_rows, write_toy_store
+from tests.train.toy_stores import poison, relabel, write_toy_store, write_toy_folder
 from train.cli import run as cli
 from train.config import TrainConfig
 from train.data import find_nonfinite, load_inputs, load_store
@@ -35,10 +35,7 @@ DIVERGE = ["--epochs", "2", "--lr", "1e24", "--no-normalize", "--hidden", "8"]
 
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory):
-    d = tmp_path_factory.mktemp("refusal_stores")
-    write_toy_store(d / "wav2vec-toy.h5", seed=2, sep=1.2)
-    write_toy_store(d / "lld.h5", seed=1, sep=0.7, provenance=LLD_PROV, dtype="float32")
-    write_toy_store(d / "bert-toy.h5", dims=6, seed=3, sep=1.5, text=True)
+    d = write_toy_folder(tmp_path_factory.mktemp("refusal_stores"))
     write_toy_store(d / "huge.h5", seed=2, sep=1.2, dtype="float32", scale=np.full(8, 1e15, np.float32))
     return d
 

@@ -88,3 +88,12 @@ def write_toy_store(path: Path, dims: int = 8, seed: int = 0, sep: float = 1.0, 
         return w.finalize()
 
 
+
+
+def write_toy_folder(d: Path, lld_scale: np.ndarray | None = None) -> Path:
+    """A stores folder like ``tables`` reads: lld.h5 (optionally scaled per dim), wav2vec-toy.h5 (pre-trained),
+    bert-toy.h5 (text, 6 dims)."""
+    write_toy_store(d / "lld.h5", seed=1, sep=0.7, provenance=LLD_PROV, scale=lld_scale, dtype="float32")
+    write_toy_store(d / "wav2vec-toy.h5", seed=2, sep=1.2)
+    write_toy_store(d / "bert-toy.h5", dims=6, seed=3, sep=1.5, text=True)
+    return d
