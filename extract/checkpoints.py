@@ -1,18 +1,20 @@
 """Find a checkpoint file: a local path as given, or a URL downloaded once into a cache.
 
-The cache is ``$SER_CACHE`` (or ``~/.cache/ser_toolkit``) ``/checkpoints/<file name>``. A download goes to a
-temporary name beside its target and is renamed only when complete, so an interrupted one never leaves a
-truncated checkpoint behind. Offline, the resolver fails within seconds (a connectivity probe with a short
-timeout runs before the download) and says how to proceed: fetch the file elsewhere and pass its path.
+The cache is ``$SER_CACHE`` (or ``~/.cache/ser_toolkit``) ``/checkpoints/<file name>``. A download goes to
+``<file name>.partial`` beside its target (a rerun resumes it) and is renamed only when complete, so an
+interrupted one never leaves a truncated checkpoint behind (:func:`ser_common.download.fetch`). Offline, the
+resolver fails within seconds (a connectivity probe with a short timeout runs before the download) and says
+how to proceed: fetch the file elsewhere and pass its path.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-import tempfile
 from pathlib import Path
 from urllib.parse import urlparse
+
+from ser_common.download import cache_root  # the one cache folder (shared with the corpus and encoder downloads)
 
 WAV2VEC_LARGE_URL = "https://dl.fbaipublicfiles.com/fairseq/wav2vec/wav2vec_large.pt"
 """The released wav2vec 1.0 large checkpoint (fairseq, ~300 MB)."""
@@ -22,14 +24,6 @@ CONNECT_TIMEOUT_S = 5.0
 
 class CheckpointUnavailable(RuntimeError):
     """A checkpoint that is neither on disk nor downloadable now."""
-
-
-def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
-    """``cache_dir`` if given, else ``$SER_CACHE``, else ``~/.cache/ser_toolkit``."""
-    if cache_dir is not None:
-        return Path(cache_dir)
-    env = os.environ.get("SER_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "ser_toolkit"
 
 
 def is_url(path_or_url: str | os.PathLike) -> bool:
@@ -80,17 +74,11 @@ def _check_reachable(url: str, target: Path, timeout_s: float) -> None:
 
 
 def _download(url: str, target: Path) -> Path:
-    """Download to a temporary file beside ``target``, then rename it into place."""
-    import torch.hub
+    """Download with :func:`ser_common.download.fetch`: to ``<target>.partial`` (resumed by a rerun), renamed
+    into place when complete."""
+    from ser_common.download import DownloadError, PinnedFile, fetch
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
     try:
-        torch.hub.download_url_to_file(url, str(tmp), progress=True)
-        os.replace(tmp, target)
-    except Exception as e:
-        tmp.unlink(missing_ok=True)
-        raise CheckpointUnavailable(_offline_message(url, target, f"{type(e).__name__}: {e}")) from e
-    return target
+        return fetch(PinnedFile(url), target, what=target.name)
+    except DownloadError as e:
+        raise CheckpointUnavailable(_offline_message(url, target, str(e))) from e
