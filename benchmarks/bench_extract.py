@@ -10,7 +10,13 @@ For each feature set the pipeline (``extract.pipeline.extract_feature``: worker 
 batched encoding, fp16 store) and a naive loop (decode one file, encode it alone, append it alone) run in
 fresh subprocesses, so peak memory is per run. ``--n`` / ``--naive-n`` take the first N utterances of the
 workload (the naive loop is slow by design). Real-time factor = seconds of cropped audio / wall seconds,
-end to end (decode + encode + write).
+end to end (decode + encode + write). Both compute in the same dtype (``--compute-dtype``, default ``auto``:
+the pipeline's rule, bfloat16 on a bf16-capable GPU, float32 on CPU), recorded in each row, so the speed-up
+is the pipeline's batching and overlap, not a cheaper number format.
+
+The figures go to ``results/bench/bench_extract-<workload>-<features>-n<N>-<device>.json`` (``--json`` for
+another path): the machine, the command, and per row the feature, mode, utterances, audio and wall seconds,
+real-time factor, compute dtype and peak memory.
 
     python benchmarks/bench_extract.py --workload iemocap-synth --feature lld --n 500 --naive-n 50
     python benchmarks/bench_extract.py --workload iemocap-synth --feature wav2vec:random-large --device cuda
@@ -123,9 +129,10 @@ def _peak() -> dict:
     return out
 
 
-def run_one(mode: str, manifest: Path, spec: str, out: Path, device: str, workers: int) -> dict:
+def run_one(mode: str, manifest: Path, spec: str, out: Path, device: str, workers: int,
+            compute_dtype: str = "auto") -> dict:
     from extract.audio import load_audio
-    from extract.pipeline import ExtractConfig, extract_feature, resolve_device
+    from extract.pipeline import ExtractConfig, extract_feature, resolve_compute_dtype, resolve_device
     from extract.registry import build
     from ser_common.manifest import read_manifest
     from ser_common.store import StoreWriter, UtteranceMeta
@@ -134,14 +141,21 @@ def run_one(mode: str, manifest: Path, spec: str, out: Path, device: str, worker
     if mode == "pipeline":
         t0 = time.perf_counter()
         rep = extract_feature(manifest, spec, out, ExtractConfig(device=device, workers=workers, progress=False,
-                                                                 overwrite=True), records=records)
+                                                                 overwrite=True, compute_dtype=compute_dtype),
+                              records=records)
         wall = time.perf_counter() - t0
-        return {"n": rep.n_written, "audio_s": rep.audio_s, "wall_s": wall, **_peak()}
-    # naive: one utterance at a time, decode -> encode -> append, in one process
+        from ser_common.store import FeatureStore
+
+        with FeatureStore(rep.stores[0]) as st:  # the dtype the pipeline really computed in
+            used = st.provenance.get("compute_dtype")
+        return {"n": rep.n_written, "audio_s": rep.audio_s, "wall_s": wall, "compute_dtype": used,
+                "device": resolve_device(device), **_peak()}
+    # naive: one utterance at a time, decode -> encode -> append, in one process, in the pipeline's dtype
     fs = build(spec)
     dev = resolve_device(device)
+    dtype = "float32" if fs.runs_in_workers else resolve_compute_dtype(compute_dtype, dev)
     t0 = time.perf_counter()
-    fs.to(dev, "float32")
+    fs.to(dev, dtype)
     audio_s = 0.0
     with StoreWriter(out / "naive.h5", fs.dims, fs.provenance(), overwrite=True) as w:
         for i, r in enumerate(records):
@@ -151,10 +165,12 @@ def run_one(mode: str, manifest: Path, spec: str, out: Path, device: str, worker
             audio_s += x.shape[0] / 16000
         w.finalize()
     wall = time.perf_counter() - t0
-    return {"n": len(records), "audio_s": audio_s, "wall_s": wall, **_peak()}
+    return {"n": len(records), "audio_s": audio_s, "wall_s": wall, "compute_dtype": dtype, "device": dev, **_peak()}
 
 
 def main() -> None:
+    from bench_json import bench_json_path, write_bench_json
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workload", default="iemocap-synth", choices=["iemocap-synth", "ravdess"])
     ap.add_argument("--manifest", type=Path, help="benchmark this manifest instead of a named workload")
@@ -164,16 +180,23 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1))
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "ser-bench")
-    ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    ap.add_argument("--compute-dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
+                    help="GPU compute dtype of both the pipeline and the naive loop (auto: the pipeline's rule)")
+    ap.add_argument("--json", type=Path, default=None,
+                    help="where the figures go (default: results/bench/bench_extract-<workload>-<features>-n<N>-<device>.json)")
     ap.add_argument("--_one", nargs=4, metavar=("MODE", "MANIFEST", "SPEC", "OUT"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a._one:
         mode, manifest, spec, out = a._one
-        print("RESULT " + json.dumps(run_one(mode, Path(manifest), spec, Path(out), a.device, a.workers)))
+        print("RESULT " + json.dumps(run_one(mode, Path(manifest), spec, Path(out), a.device, a.workers,
+                                             a.compute_dtype)))
         return
 
     a.workdir.mkdir(parents=True, exist_ok=True)
-    base = a.manifest or (make_iemocap_synth(a.workdir) if a.workload == "iemocap-synth" else ravdess_manifest(a.workdir))
+    # with --n, only the first max(n, naive-n) synthetic clips are written: the same clips as the full 5531's
+    n_synth = max(a.n, a.naive_n) if a.n else 5531
+    base = a.manifest or (make_iemocap_synth(a.workdir, n_synth) if a.workload == "iemocap-synth"
+                          else ravdess_manifest(a.workdir))
     rows = []
     for spec in a.feature or ["lld"]:
         real_spec = spec
@@ -185,7 +208,7 @@ def main() -> None:
             m = subset(base, n, a.workdir)
             out = a.workdir / f"stores-{mode}"
             cmd = [sys.executable, __file__, "--device", a.device, "--workers", str(a.workers),
-                   "--_one", mode, str(m), real_spec, str(out)]
+                   "--compute-dtype", a.compute_dtype, "--_one", mode, str(m), real_spec, str(out)]
             proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
             line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
             if proc.returncode != 0 or line is None:
@@ -194,21 +217,27 @@ def main() -> None:
             r.update(feature=spec, mode=mode, rtf=r["audio_s"] / r["wall_s"])
             rows.append(r)
             print(f"{spec:<28} {mode:<9} n={r['n']:<5} audio={r['audio_s']:8.1f}s wall={r['wall_s']:7.1f}s "
-                  f"x{r['rtf']:8.1f} realtime  peak RSS main {r['peak_rss_main_mb']:.0f} MB", flush=True)
+                  f"x{r['rtf']:8.1f} realtime  {r['compute_dtype']}  peak RSS main {r['peak_rss_main_mb']:.0f} MB",
+                  flush=True)
     import torch
     machine = {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
                "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
     print(f"\nmachine: {machine}\ncommand: python {' '.join(sys.argv)}\n")
-    print("| feature | mode | utterances | audio (s) | wall (s) | x real time | speed-up vs naive | peak RSS (MB) | peak GPU (MB) |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| feature | mode | compute dtype | utterances | audio (s) | wall (s) | x real time | speed-up vs naive | "
+          "peak RSS (MB) | peak GPU (MB) |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         naive = next((x for x in rows if x["feature"] == r["feature"] and x["mode"] == "naive"), None)
         speed = f"{r['rtf'] / naive['rtf']:.1f}x" if naive and r["mode"] == "pipeline" else ""
         rss = r["peak_rss_main_mb"] + r.get("peak_rss_worker_mb", 0)
-        print(f"| {r['feature']} | {r['mode']} | {r['n']} | {r['audio_s']:.0f} | {r['wall_s']:.1f} | {r['rtf']:.1f} "
-              f"| {speed} | {rss:.0f} | {r.get('peak_gpu_mb', 0):.0f} |")
-    if a.json:
-        a.json.write_text(json.dumps({"machine": machine, "argv": sys.argv, "rows": rows}, indent=1))
+        r["speedup_vs_naive"] = round(r["rtf"] / naive["rtf"], 2) if naive and r["mode"] == "pipeline" else None
+        print(f"| {r['feature']} | {r['mode']} | {r['compute_dtype']} | {r['n']} | {r['audio_s']:.0f} | "
+              f"{r['wall_s']:.1f} | {r['rtf']:.1f} | {speed} | {rss:.0f} | {r.get('peak_gpu_mb', 0):.0f} |")
+    workload = a.manifest.stem if a.manifest else a.workload
+    path = a.json or bench_json_path("bench_extract", workload, *(a.feature or ["lld"]), f"n{a.n or 'all'}",
+                                     rows[0]["device"].split(":")[0] if rows else a.device)
+    write_bench_json(path, {"benchmark": "bench_extract", "command": "python " + " ".join(sys.argv),
+                            "machine": machine, "workload": workload, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -15,6 +15,9 @@ to 5 s. Each measurement runs in a fresh subprocess so that peak RSS (``resource
 
     python benchmarks/bench_train.py                       # all heads; frame-level heads extrapolated from 1 epoch
     python benchmarks/bench_train.py --heads mean --frame-epochs 100 --device cuda
+
+The figures go to ``results/bench/bench_train-n<N>-<heads>-<device>.json`` (``--json`` for another path): the
+command, the machine, the store and one row per head (times, peak memory, UA).
 """
 
 from __future__ import annotations
@@ -208,7 +211,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1,
                     help="processes fitting the folds of attention/mlp in parallel (ser-train's default: one per "
                          "CPU); their start-up is paid per run, so use it with --frame-epochs >= 5")
-    ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--json", type=Path,
+                    help="where the figures go (default: results/bench/bench_train-n<N>-<heads>-<device>.json)")
     ap.add_argument("--_one", help=argparse.SUPPRESS)
     ap.add_argument("--_naive", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--_store", help=argparse.SUPPRESS)
@@ -265,8 +269,17 @@ def main() -> None:
         lines.append(f"| {r['head']} | {ep} | **{r['total_s']}** | {r['load_s']} | {r['stats_s']} | {r['fit_s']} | "
                      f"{r['eval_s']} | {r['peak_rss_gib']} | {_fmt(r['peak_cuda_gib'])} | {r['ua']} |")
     print("\n".join(lines))
-    if a.json:
-        a.json.write_text(json.dumps({"results": results, "argv": sys.argv[1:]}, indent=2))
+    from bench_json import bench_json_path, write_bench_json
+
+    device = results[0]["device"] if results else a.device
+    path = a.json or bench_json_path("bench_train", f"n{a.n}", a.heads.replace(",", "+"), device.split(":")[0])
+    write_bench_json(path, {
+        "benchmark": "bench_train", "command": "python " + " ".join(sys.argv),
+        "machine": {"cpu": _cpu_model(), "cpus": os.cpu_count(), "torch": torch.__version__, "threads": a.threads,
+                    "workers": a.workers, "device": device,
+                    "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
+        "store": {"n": a.n, "frames": [a.min_frames, a.max_frames], "dims": a.dims, "gib": round(size_gib, 3)},
+        "schedule": {"epochs": a.epochs, "frame_epochs": a.frame_epochs}, "results": results})
     if tmp is not None:
         tmp.cleanup()
 

@@ -115,14 +115,18 @@ class ExtractReport:
 
 # ---------------------------------------------------------------------------------------------------------
 def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` if a GPU is visible (``cuda:$LOCAL_RANK`` under torchrun), else ``cpu``."""
+    """``auto`` -> ``cuda`` if a GPU is visible, else ``cpu``. Under torchrun, ``cuda:N`` with
+    ``N = LOCAL_RANK mod (visible GPUs)``: one process per GPU, or several processes sharing the GPUs
+    (``--nproc-per-node 2`` on a one-GPU machine puts both on ``cuda:0``)."""
     import torch
 
     if device == "auto":
         if not torch.cuda.is_available():
             return "cpu"
         local = os.environ.get("LOCAL_RANK")
-        return f"cuda:{local}" if local is not None else "cuda"
+        if local is None or not local.isdigit():
+            return "cuda"
+        return f"cuda:{int(local) % max(1, torch.cuda.device_count())}"
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError(f"device {device!r} asked for but no CUDA GPU is visible (use --device cpu)")
     return device
