@@ -17,6 +17,7 @@ from .count_table import count_table
 from .fold_check import SPEAKER_REGEX_EXAMPLE
 from .folder import LABEL_SOURCES, SPEAKER_SOURCES, build_folder, compile_speaker_regex
 from .label_names import parse_label_map
+from .label_studio import DISAGREEMENT_POLICIES, build_label_studio
 from .problems import CorpusError, CorpusWarning, FoldWarning
 from .transcript_table import build_csv
 
@@ -120,6 +121,7 @@ def main() -> None:
     ser-manifest folder /data/new_calls -o pool.jsonl --speaker-from filename-prefix
     ser-manifest folder /data/my_corpus -o my.jsonl --label-from folder --speaker-regex '^(?P<speaker>[^_]+)_'
     ser-manifest csv transcripts.csv --utt-id id --text text --label emotion --speaker spk -o texts.jsonl
+    ser-manifest label-studio export.json --manifest pool.jsonl -o labelled.jsonl
 
     Labels are readable names (neutral, happy, …). --labels 4class (default) keeps the paper's
     neutral/happy/sad/angry and drops other classes; --labels all keeps every class.
@@ -284,6 +286,62 @@ def csv_command(table: Path, out: Path, utt_id_col: str, text_col: str, label_co
                                   speaker_col=speaker_col, audio_col=audio_col, split_col=split_col, corpus=corpus,
                                   delimiter=delimiter, label_map=label_map, keep_label_case=keep_label_case,
                                   n_groups=n_groups, skip_invalid=skip_invalid), out)
+
+
+def classes_option(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
+    """``--classes a,b,c`` -> ``("a", "b", "c")`` (distinct, non-empty)."""
+    names = [c.strip() for c in value.split(",") if c.strip()]
+    if not names or len(set(names)) != len(names):
+        raise click.BadParameter(f"{value!r}: give distinct class names separated by commas, e.g. "
+                                 "neutral,happy,sad,angry")
+    return tuple(names)
+
+
+@main.command("label-studio")
+@click.argument("export", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--manifest", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The pool manifest the suggestions were made from; tasks are matched to it by data.utt_id.")
+@OUT_OPT
+@LABEL_MAP_OPT
+@KEEP_CASE_OPT
+@click.option("--classes", default="neutral,happy,sad,angry", show_default=True, callback=classes_option,
+              metavar="A,B,...", help="The label set: a label outside it (after --label-map) is an error.")
+@click.option("--on-disagreement", type=click.Choice(DISAGREEMENT_POLICIES), default="latest", show_default=True,
+              help="Annotations of one utterance that choose different labels: latest (the most recently updated "
+                   "one wins; all listed), skip (left unlabelled), fail (an error listing them).")
+@click.option("--skip-invalid", is_flag=True,
+              help="Leave out, with a warning instead of failing: tasks without data.utt_id or with ids absent "
+                   "from --manifest, labels outside --classes or absent from --label-map, several choices.")
+def label_studio_command(export: Path, manifest: Path, out: Path, label_map: dict[str, str] | None,
+                         keep_label_case: bool, classes: tuple[str, ...], on_disagreement: str,
+                         skip_invalid: bool) -> None:
+    """A Label Studio JSON export (Export -> JSON) -> the manifest's records that were labelled there.
+
+    \b
+    The tasks come from `ser-train suggest --format label-studio`; each is
+    matched to --manifest by data.utt_id. Cancelled (skipped) annotations and
+    the model's predictions are never labels; tasks without a submitted
+    choice stay unlabelled (counted). Labels are stripped, lower-cased and
+    mapped by --label-map. Prints what was labelled per class and what was
+    left out, and why.
+
+    \b
+    ser-manifest label-studio export.json --manifest pool.jsonl -o labelled.jsonl
+    ser-manifest label-studio export.json --manifest pool.jsonl -o labelled.jsonl \\
+        --on-disagreement skip --label-map joy=happy,angry=angry,neutral=neutral,sad=sad
+    """
+    summary = []
+
+    def build() -> list[ManifestRecord]:
+        records, s = build_label_studio(export, manifest, label_map=label_map, keep_label_case=keep_label_case,
+                                        classes=classes, on_disagreement=on_disagreement,
+                                        skip_invalid=skip_invalid)
+        summary.append(s)
+        return records
+
+    run_builder(build, out)
+    for line in summary[0].lines():
+        click.echo(line)
 
 
 if __name__ == "__main__":
