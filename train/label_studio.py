@@ -1,6 +1,6 @@
 """Suggestions as Label Studio tasks: what to label next, imported into the labelling tool teams run.
 
-:func:`write_label_studio_tasks` writes the rows of :func:`train.bundle.suggest` as a JSON task file that
+:func:`write_label_studio_tasks` writes the rows of :func:`train.suggest.suggest` as a JSON task file that
 Label Studio imports as is (Project → Import, or ``POST /api/projects/<id>/import``), one task per row::
 
     {"data": {"audio": "/data/local-files/?d=calls/c001.wav", "utt_id": "calls/c001", "rank": 1,
@@ -164,7 +164,7 @@ def write_label_studio_tasks(rows: Sequence[dict[str, Any]], classes: Sequence[s
     """Write suggestion rows as a Label Studio JSON task file (a list of tasks). Returns the path.
 
     Args:
-        rows: dicts of :func:`train.bundle.suggest`: ``rank``, ``utt_id``, ``score``, ``pred``,
+        rows: dicts of :func:`train.suggest.suggest`: ``rank``, ``utt_id``, ``score``, ``pred``,
             ``p_<class>`` … and ``audio``, the absolute audio path (``""`` when unknown).
         classes: the model's classes (``pred`` must be one of them); the project's labelling config must
             offer the same (:func:`label_config_xml`).

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from ser_common.spreadsheet import FORMULA_TRIGGERS, restore_cell, safe_cell
-from train.bundle import Predictions, write_suggestions
+from train.bundle import Predictions
+from train.suggest import write_suggestions
 
 EVIL_IDS = ["=1+2.flac", "+cmd|' /C calc'!A0", "-2+3", "@SUM(A1:A9)", "\t=tab", "\r=cr", "'=quoted", "ok_01"]
 SAFE_IDS = ["'=1+2.flac", "'+cmd|' /C calc'!A0", "'-2+3", "'@SUM(A1:A9)", "'\t=tab", "'\r=cr", "''=quoted", "ok_01"]
@@ -73,7 +74,7 @@ def test_suggestion_csv_neutralises_text_keeps_numbers(tmp_path):
 
 
 def test_a_suggestions_csv_fed_back_as_exclude_matches_escaped_ids(tmp_path):
-    from train.bundle import read_id_list, write_suggestions
+    from train.suggest import read_id_list, write_suggestions
 
     rows = [{"rank": 1, "utt_id": "=1+2", "score": 0.5, "pred": "sad", "p_sad": 1.0},
             {"rank": 2, "utt_id": "'quoted", "score": 0.4, "pred": "sad", "p_sad": 1.0},

@@ -4,11 +4,11 @@ import json
 import numpy as np
 import pytest
 
-from train.bundle import (ProvenanceMismatch, bundle_inputs, fit_bundle, load_bundle, predict, read_id_list,
-                          save_bundle, suggest, uncertainty)
+from train.bundle import ProvenanceMismatch, bundle_inputs, fit_bundle, load_bundle, predict, save_bundle
 from train.cli import run as cli
 from train.config import TrainConfig
 from train.data import load_inputs, load_store
+from train.suggest import read_id_list, suggest, uncertainty
 
 from .toy_stores import AUDIO_PROV, write_toy_store
 
