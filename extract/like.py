@@ -166,9 +166,19 @@ def read_bundle(path: str | os.PathLike) -> ModelBundleInfo:
             stores.append(ExpectedStore(i, e.get("feature"), spec or None, FeatureIdentity.from_dict(e["identity"])))
         head = str(d.get("head"))
         classes = tuple(str(c) for c in d.get("classes") or ())
+        stacked = [e for e in stores if "layer_sum" in e.identity.settings_dict()]
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise LikeError(f"{path}: damaged ser-train model bundle ({type(e).__name__}: {e}); refit it with "
                         f"`ser-train fit`") from None
+    if stacked:
+        e = stacked[0]
+        layers = e.identity.settings_dict()["layer_sum"]
+        raise LikeError(
+            f"{path}: a layer-sum model (ser-train --layer-sum): it was trained on layers {layers} of "
+            f"{e.spec or e.feature} together, which --like does not extract yet. Extract every layer with "
+            f"ser-extract --manifest … --feature {e.spec or 'hf:MODEL@all'} --crop {e.identity.crop_s} (the "
+            f"same encoder weights, sha256 {e.identity.weights_sha256}), then predict with ser-train predict "
+            f"--model {path} --store 'STORES/<name>-l*.h5'")
     return ModelBundleInfo(path, head, classes, tuple(stores))
 
 

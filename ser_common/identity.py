@@ -12,7 +12,9 @@ A store's provenance (``provenance_json``) holds two kinds of keys:
   and storage dtypes, the manifest's sha256 (the utterances, their labels, speakers and sessions), and the
   feature set's own number-changing settings (LLD window/step, BERT max length and casing, …);
 * **bookkeeping** — how the numbers were made: paths (``encoder``, ``manifest``, ``tokenizer``), the store
-  name, the spec string, timestamps, the shard, device, package versions, the other layers of a sweep.
+  name, the spec string, timestamps, the shard, device, package versions, the other layers of a sweep, and
+  what ``train`` records of stores it joined in memory (``combined_from``/``corpora`` for several corpora,
+  ``stacked_from`` for a layer sum).
 
 :data:`BOOKKEEPING_KEYS` is the one list of bookkeeping keys; every other provenance key a feature set
 records lands in :attr:`FeatureIdentity.settings`. A new, unknown key is therefore identity: a store is
@@ -35,7 +37,7 @@ from typing import Any, Mapping
 BOOKKEEPING_KEYS = frozenset({
     "feature", "spec", "encoder", "tokenizer", "manifest", "n_manifest", "device_type", "shard", "merged_from",
     "package_versions", "created_utc", "finalized_utc", "format_version", "layers", "layer_desc", "corpus",
-    "identity",
+    "identity", "combined_from", "corpora", "stacked_from",
 })
 """Provenance keys that describe how a store was made, not what its numbers are."""
 

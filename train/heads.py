@@ -12,7 +12,11 @@ the softmax lives in the cross-entropy loss. Dropout follows every layer. Regist
                speech": Bi-LSTM over audio frames, Bi-LSTM over text tokens; each token attends over the
                valid audio frames (bilinear or additive scores) to get an aligned audio vector;
                [token state ; aligned audio] -> Bi-LSTM -> masked max over tokens -> dropout -> linear.
-               Takes ``x, mask`` (audio) and ``t`` [B × L × Dt], ``tmask`` [B × L] (text).
+               Takes ``x, mask`` (audio) and ``t`` [B × L × Dt], ``tmask`` [B × L] (text). The fast variant:
+               audio frames averaged in pairs (``audio_stride``), both modalities projected to ``input_proj``
+               dims, bilinear alignment scores (``align``), all set by :class:`TrainConfig`.
+``bimodal-xu`` the configuration of Xu et al. as published: additive (Bahdanau-style) alignment, every audio
+               frame (stride 1), no input projection; the LSTM size and dropout still come from the config.
 
 Pooled heads (``pooled = True``: ``mean``, ``meanmax``) are ``linear(dropout(pool(x, mask)))`` where
 ``pool`` commutes with a per-feature positive affine map (standardisation), so the trainer may pool each
@@ -29,7 +33,8 @@ Add a head::
 from __future__ import annotations
 
 import math
-from typing import Callable, ClassVar
+from dataclasses import replace
+from typing import Any, Callable, ClassVar
 
 import torch
 from torch import nn
@@ -39,6 +44,7 @@ import numpy as np
 from .config import TrainConfig
 from .data import UttStats
 from .dropout import Dropout
+from .layers import LayerSum
 from .pooling import masked_max, masked_mean, masked_softmax, stride_pool, weighted_mean, zero_padding
 from .recurrent import BiLSTM
 
@@ -75,7 +81,37 @@ def build_head(name: str, in_dims: int | tuple[int, int], n_classes: int, cfg: T
     if cls.bimodal != isinstance(in_dims, tuple):
         need = "(audio_dims, text_dims)" if cls.bimodal else "one int"
         raise ValueError(f"head {name!r} takes in_dims as {need}, got {in_dims!r}")
-    return cls(in_dims, n_classes, cfg)
+    cfg = cls.config_for(cfg)
+    if cfg.layer_sum == 1:
+        return cls(in_dims, n_classes, cfg)
+    audio = in_dims[0] if isinstance(in_dims, tuple) else in_dims
+    if audio % cfg.layer_sum:
+        raise ValueError(f"a layer sum of {cfg.layer_sum} layers needs audio dims divisible by it, got {audio}")
+    dims = audio // cfg.layer_sum
+    inner = cls((dims, in_dims[1]) if isinstance(in_dims, tuple) else dims, n_classes, cfg)
+    return LayerSumHead(inner, cfg.layer_sum, dims)
+
+
+class LayerSumHead(nn.Module):
+    """:class:`train.layers.LayerSum` over the audio frames, then ``inner``: ``x`` [B × T × L·D] -> weighted
+    layer sum [B × T × D] -> ``inner(x, mask[, t, tmask])``. Not a pooled head (its layer weights are trained
+    with the head), so it always goes through the frame loop."""
+
+    pooled = False
+
+    def __init__(self, inner: "Head", n_layers: int, dims: int):
+        super().__init__()
+        self.layer_sum = LayerSum(n_layers, dims)
+        self.inner = inner
+        self.bimodal = inner.bimodal
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, *text: torch.Tensor) -> torch.Tensor:
+        return self.inner(self.layer_sum(x), mask, *text)
+
+
+def head_config(name: str, cfg: TrainConfig) -> TrainConfig:
+    """The config head ``name`` trains with: ``cfg`` with the head's preset values (:attr:`Head.fixed`)."""
+    return head_class(name).config_for(cfg)
 
 
 class Head(nn.Module):
@@ -86,6 +122,14 @@ class Head(nn.Module):
     """True when the head is ``classifier(dropout(pool(x, mask)))`` with a standardisation-commuting pool."""
     bimodal: ClassVar[bool] = False
     """True when ``forward`` also takes the text side ``(t, tmask)``."""
+    fixed: ClassVar[dict[str, Any]] = {}
+    """:class:`TrainConfig` values this head always uses, whatever the config says (a preset)."""
+
+    @classmethod
+    def config_for(cls, cfg: TrainConfig) -> TrainConfig:
+        """``cfg`` with the head's :attr:`fixed` values: the config a run of this head really trains with
+        (what run folders and bundles record)."""
+        return replace(cfg, **cls.fixed) if cls.fixed else cfg
 
 
 class PooledHead(Head):
@@ -238,3 +282,14 @@ class BimodalHead(Head):
         aligned = torch.bmm(self.alignment(ht, ha, mask), ha)            # B × L × 2h
         fused = self.dropout(self.fuse_lstm(torch.cat([ht, aligned], -1), tmask))
         return self.classifier(self.dropout(masked_max(fused, tmask)))
+
+
+@register_head("bimodal-xu")
+class BimodalXuHead(BimodalHead):
+    """:class:`BimodalHead` as Xu et al. (2019) published it: additive alignment
+    ``v · tanh(W_t h_t + W_a h_a)``, every audio frame (``audio_stride = 1``), the features fed to the LSTMs
+    directly (``input_proj = 0``). Slower than ``bimodal`` (about 2x the audio LSTM steps, full-width LSTM
+    inputs, a [B × L × T × h] score tensor), the reference the fast variant is compared with.
+    """
+
+    fixed = {"align": "additive", "audio_stride": 1, "input_proj": 0}

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -6,7 +8,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from train.config import TrainConfig
 from train.data import load_inputs
-from train.heads import HEADS, Head, build_head, head_names, register_head
+from train.heads import HEADS, Head, build_head, head_class, head_config, head_names, register_head
 from train.protocol import speaker_independent_folds
 from train.recurrent import BiLSTM
 from train.trainer import Job, fit_jobs, predict_proba
@@ -41,7 +43,7 @@ def test_a_new_head_registers_and_builds():
         HEADS.pop("_test_last")
 
 
-@pytest.mark.parametrize("head", [*ACOUSTIC, "bimodal"])
+@pytest.mark.parametrize("head", [*ACOUSTIC, "bimodal", "bimodal-xu"])
 def test_every_head_beats_chance_on_separable_toy_data(head, toy_store, toy_text):
     inputs = load_inputs(toy_store, toy_text)
     folds, _ = speaker_independent_folds(inputs)
@@ -63,11 +65,11 @@ def _garbage_batch(lengths, dims, seed, garbage):
 
 
 @pytest.mark.parametrize("garbage", [0.0, 1e4, float("nan")])
-@pytest.mark.parametrize("head", [*ACOUSTIC, "bimodal"])
+@pytest.mark.parametrize("head", [*ACOUSTIC, "bimodal", "bimodal-xu"])
 def test_padding_never_changes_a_heads_output(head, garbage):
     torch.manual_seed(0)
     cfg = TrainConfig(dropout=0.3, hidden=16, lstm_hidden=8, audio_stride=2)
-    bimodal = head == "bimodal"
+    bimodal = head_class(head).bimodal
     h = build_head(head, (8, 6) if bimodal else 8, 4, cfg).eval()
     lengths, tlengths = [5, 13, 9, 1], [3, 1, 7, 4]
     x, mask = _garbage_batch(lengths, 8, 1, garbage)
@@ -107,3 +109,24 @@ def test_attention_weights_are_zero_on_padding_and_sum_to_one():
     _, w = h.attend(x, mask)
     assert (w[~mask] == 0).all()
     torch.testing.assert_close(w.sum(1), torch.ones(2))
+
+
+def test_bimodal_xu_is_the_published_configuration_whatever_the_config_says():
+    cfg = TrainConfig(lstm_hidden=8, align="bilinear", audio_stride=2, input_proj=64)
+    xu = build_head("bimodal-xu", (8, 6), 4, cfg)
+    fast = build_head("bimodal", (8, 6), 4, cfg)
+    assert head_config("bimodal-xu", cfg) == replace(cfg, align="additive", audio_stride=1, input_proj=0)
+    assert head_config("bimodal", cfg) == cfg
+    assert xu.align_kind == "additive" and xu.audio_stride == 1
+    assert isinstance(xu.audio_proj, nn.Identity) and xu.audio_lstm.forward_lstm.input_size == 8
+    assert fast.align_kind == "bilinear" and fast.audio_stride == 2
+    assert fast.audio_lstm.forward_lstm.input_size == 64
+    # additive scores: each token's attention is a softmax over the valid frames only
+    x, mask = _garbage_batch([4, 9], 8, 3, 7.0)
+    t, tmask = _garbage_batch([2, 5], 6, 4, 7.0)
+    with torch.no_grad():
+        ha = xu.audio_lstm(x, mask)
+        ht = xu.text_lstm(t, tmask)
+        w = xu.alignment(ht, ha, mask)
+    assert (w.masked_select(~mask[:, None, :].expand_as(w)) == 0).all()
+    torch.testing.assert_close(w.sum(-1), torch.ones(2, w.shape[1]))
