@@ -22,11 +22,15 @@ STORES   ?= stores
 RESULTS  ?= results
 
 # --- the offline demo and the shared-corpus results ----------------------------------------------------
-EMODB    ?= $(SHARED)/data/emodb
+# The demo's corpus and encoders: ../shared when present, else downloads (sha256-pinned) cached in SER_CACHE
+# by `make fetch-demo-data`: EmoDB from its own site, openai/whisper-base and all-MiniLM-L6-v2 from the hub.
+SER_CACHE ?= $(HOME)/.cache/ser_toolkit
+EMODB    ?= $(if $(wildcard $(SHARED)/data/emodb),$(SHARED)/data/emodb,$(SER_CACHE)/data/emodb)
 RAVDESS  ?= $(SHARED)/data/ravdess
-WHISPER  ?= $(SHARED)/models/whisper-base-encoder
+WHISPER  ?= $(if $(wildcard $(SHARED)/models/whisper-base-encoder),$(SHARED)/models/whisper-base-encoder,$(SER_CACHE)/models/whisper-base)
 WHISPER_LAYER ?= 4
-MINILM   ?= $(SHARED)/models/minilm-l6-v2
+WHISPER_STORE = hf-$(notdir $(patsubst %/,%,$(WHISPER)))-l$(WHISPER_LAYER)
+MINILM   ?= $(if $(wildcard $(SHARED)/models/minilm-l6-v2),$(SHARED)/models/minilm-l6-v2,$(SER_CACHE)/models/minilm-l6-v2)
 AUDIO    ?=
 K        ?= 125
 SCHEDULE_OPTS ?= --also-converged
@@ -49,7 +53,9 @@ SER_TRAIN    := $(BIN)/ser-train
 help:
 	@echo "make install      create $(VENV) and install the project with its extract and test extras"
 	@echo "make test         run the test suite"
-	@echo "make demo         offline end-to-end run on EmoDB (EMODB=$(EMODB)): manifest, extraction, training, report"
+	@echo "make demo         end-to-end run on EmoDB (EMODB=$(EMODB)): manifest, extraction, training, report"
+	@echo "make fetch-demo-data  the demo's inputs when ../shared is absent: EmoDB, Whisper-base, MiniLM (downloads"
+	@echo "                  into SER_CACHE=$(SER_CACHE); present folders are used as they are)"
 	@echo "make manifests    IEMOCAP manifest (IEMOCAP=$(IEMOCAP))"
 	@echo "make extract      IEMOCAP feature stores: lld, wav2vec (WAV2VEC=...), bert (BERT=...) on DEVICE=$(DEVICE)"
 	@echo "make train-all    every table and figure from the stores of CORPUS=$(CORPUS) into $(RESULTS)/$(CORPUS)"
@@ -57,6 +63,8 @@ help:
 	@echo "make predict      AUDIO_DIR=folder MODEL=model.pt [OUT=...]: folder -> manifest -> the model's features"
 	@echo "                  (ser-extract --like) -> OUT/predictions.csv (OUT default: predictions/<folder name>)"
 	@echo "make bench        extraction and training benchmarks"
+	@echo "make label-studio-roundtrip  suggest -> Label Studio -> ser-manifest label-studio against a real Label"
+	@echo "                  Studio on 127.0.0.1 (own venv LS_VENV=$(LS_VENV); installs label-studio on first use)"
 
 # the set-up stage: every other target depends on it, so `make demo` or `make test` on a fresh clone installs first
 INSTALLED := $(VENV)/.installed
@@ -105,8 +113,18 @@ train-all: | $(INSTALLED)
 	$(SER_TRAIN) tables --stores $(STORES)/$(CORPUS) --out $(RESULTS)/$(CORPUS) --seeds $(SEEDS) --device $(DEVICE) \
 	  --k $(K) $(SCHEDULE_OPTS) $(if $(AUDIO),--audio $(AUDIO))
 
-demo: $(STORES)/emodb/.shared-extract.done
-	$(MAKE) train-all CORPUS=emodb AUDIO=hf-whisper-base-encoder-l$(WHISPER_LAYER) SEEDS=$(DEMO_SEEDS)
+# The demo's inputs: each folder that exists is used as it is; a missing one is downloaded (resumable, verified
+# against its sha256 pin, unpacked/renamed into place only when complete). Offline, it stops at once and says
+# what to download, from where, and which variable (EMODB=… WHISPER=… MINILM=…) takes a local copy.
+.PHONY: fetch-demo-data
+fetch-demo-data: | $(INSTALLED)
+	$(BIN)/python -m data_manifests.download emodb $(EMODB) --cache $(SER_CACHE)
+	$(BIN)/python -m extract.hub_fetch whisper-base $(WHISPER)
+	$(BIN)/python -m extract.hub_fetch minilm-l6-v2 $(MINILM)
+
+demo: fetch-demo-data
+	$(MAKE) $(STORES)/emodb/.shared-extract.done
+	$(MAKE) train-all CORPUS=emodb AUDIO=$(WHISPER_STORE) SEEDS=$(DEMO_SEEDS)
 	@echo "demo done: see $(RESULTS)/emodb/"
 
 shared-results: $(STORES)/emodb/.shared-extract.done $(STORES)/ravdess/.shared-extract.done
@@ -146,3 +164,10 @@ bench: | $(INSTALLED)
 
 clean-stores:
 	rm -rf $(STORES)
+
+# --- a real Label Studio round trip (not part of `make test`: it pip-installs label-studio, minutes) ------------
+LS_VENV  ?= /tmp/ser-label-studio-venv
+LS_OPTS  ?=
+.PHONY: label-studio-roundtrip
+label-studio-roundtrip: | $(INSTALLED)
+	$(BIN)/python scripts/label_studio_roundtrip.py --venv $(LS_VENV) $(LS_OPTS)

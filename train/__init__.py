@@ -11,7 +11,9 @@ Reads only the HDF5 feature stores of :mod:`ser_common.store` (never audio, neve
 ``parallel``      frame-level jobs (folds × seeds) in forked worker processes on CPU
 ``metrics``       UA, WA, macro F1, confusion matrix
 ``protocol``      speaker-independent CV, k-per-class sampling, learning curves
-``runs``          run folders; ``reports`` tables/figures; ``tables`` the paper's tables; ``bundle`` fit/predict/suggest
+``runs``          run folders; ``reports`` tables/figures; ``tables`` the paper's tables; ``bundle`` fit/predict
+``suggest``       what to label next (uncertainty, k-center, diverse-entropy); ``audio_paths`` audio from manifests
+``calibration``   temperature scaling, ECE and reliability plots (run folders, ``fit --calibrate``, abstention)
 ``forecast``      data needed for a target UA; ``cli`` the ``ser-train`` command
 
 Typical use from Python::

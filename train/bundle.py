@@ -8,6 +8,10 @@ weights by sha256 (never by the path they were read from, so a bundle moves to a
 crop, sample and frame rate, dims, encoder window and settings. The manifest and the compute/storage
 dtypes are deliberately not compared. Each store's ``spec`` is kept as bookkeeping (``ser-extract --like``).
 
+A bundle fitted with ``ser-train fit --calibrate`` (the default) also holds a softmax temperature ``T`` and
+how it was fitted (:mod:`train.calibration`); :func:`predict` (hence :func:`train.suggest.suggest`) applies it. A bundle
+without one (``--no-calibrate``, or saved before calibration existed) loads with ``T = 1``: uncalibrated.
+
 Bundles are written to a temporary name and renamed into place, so an existing bundle survives a failed
 save (full disk, killed run).
 """
@@ -31,7 +35,7 @@ from ser_common.store import StoreError
 
 from .config import TrainConfig
 from .data import Inputs, StoreData, make_inputs
-from .heads import build_head
+from .heads import build_head, head_config
 from .normalization import Standardizer
 from .trainer import FittedModel, Job, fit_jobs, head_in_dims, predict_proba
 
@@ -39,7 +43,6 @@ BUNDLE_FORMAT = "ser-train-bundle"
 BUNDLE_VERSION = 2
 LEGACY_MATCH_KEYS = ("weights_sha256", "layer", "crop_s", "frame_rate_hz", "dims", "sample_rate")
 """What a version-1 bundle (which kept a provenance subset, not an identity) is matched on."""
-STRATEGIES = ("entropy", "margin", "random")
 
 
 class ProvenanceMismatch(StoreError):
@@ -66,6 +69,11 @@ class Bundle:
     """Per training store (audio, then text): ``identity`` (a :class:`FeatureIdentity` dict), ``spec``,
     ``feature``; a version-1 bundle has ``legacy`` (its provenance subset) instead of ``identity``."""
     meta: dict[str, Any] = field(default_factory=dict)
+    temperature: float = 1.0
+    """Softmax temperature applied by :func:`predict` (``ser-train fit --calibrate``; 1 = uncalibrated)."""
+    calibration: dict[str, Any] | None = None
+    """How ``temperature`` was fitted (:func:`train.calibration.calibrate_fit`); ``None``: uncalibrated
+    (fitted without calibration, or a bundle saved before calibration existed: it loads with T = 1)."""
 
     def model(self) -> FittedModel:
         head = build_head(self.head, self.in_dims, len(self.classes), self.config)
@@ -75,14 +83,21 @@ class Bundle:
                            self.meta.get("epochs", 0), self.meta.get("steps", 0))
 
 
-def fit_bundle(inputs: Inputs, head: str, cfg: TrainConfig, k: int | None = None, seed: int = 0,
-               device: str = "cpu") -> Bundle:
-    """Fit ``head`` on every labelled row of ``inputs`` (or ``k`` per class of them, drawn with ``seed``)."""
+def training_rows(inputs: Inputs, k: int | None = None, seed: int = 0) -> np.ndarray:
+    """The rows :func:`fit_bundle` trains on: every labelled row, or ``k`` per class of them drawn with ``seed``."""
     rows = inputs.labelled
     if len(rows) == 0:
         raise StoreError(f"{inputs.audio.path}: no labelled utterance to fit on")
     if k is not None:
         rows = sample_per_class(inputs.y, rows, k, seed)
+    return rows
+
+
+def fit_bundle(inputs: Inputs, head: str, cfg: TrainConfig, k: int | None = None, seed: int = 0,
+               device: str = "cpu") -> Bundle:
+    """Fit ``head`` on every labelled row of ``inputs`` (or ``k`` per class of them, drawn with ``seed``)."""
+    cfg = head_config(head, cfg)      # what a preset head (bimodal-xu) really trains with
+    rows = training_rows(inputs, k, seed)
     model = fit_jobs(inputs, head, cfg, [Job(rows, seed, 0)], device)[0]
     counts = np.bincount(inputs.y[rows], minlength=len(inputs.classes))
     return Bundle(head=head, config=cfg, classes=inputs.classes, in_dims=head_in_dims(head, inputs),
@@ -103,7 +118,9 @@ def save_bundle(bundle: Bundle, path: str | os.PathLike) -> Path:
     obj = {"format": BUNDLE_FORMAT, "version": BUNDLE_VERSION, "head": bundle.head,
            "config": bundle.config.to_dict(), "classes": list(bundle.classes), "in_dims": in_dims,
            "state_dict": bundle.state_dict, "standardizers": [s.state() for s in bundle.standardizers],
-           "stores": bundle.stores, "meta": json.loads(json.dumps(bundle.meta, default=str))}
+           "stores": bundle.stores, "meta": json.loads(json.dumps(bundle.meta, default=str)),
+           "temperature": float(bundle.temperature),
+           "calibration": json.loads(json.dumps(bundle.calibration, default=str))}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -138,10 +155,14 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
             stores = d["stores"]
             for entry in stores:
                 FeatureIdentity.from_dict(entry["identity"])
+        temperature = float(d.get("temperature", 1.0))   # older bundles: uncalibrated
+        if not (np.isfinite(temperature) and temperature > 0):
+            raise ValueError(f"temperature {temperature!r} is not a positive finite number")
         return Bundle(head=d["head"], config=TrainConfig.from_dict(d["config"]), classes=tuple(d["classes"]),
                       in_dims=in_dims, state_dict=d["state_dict"],
                       standardizers=[Standardizer(s["mean"], s["std"]) for s in d["standardizers"]],
-                      stores=stores, meta=d["meta"])
+                      stores=stores, meta=d["meta"], temperature=temperature,
+                      calibration=d.get("calibration"))
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise ValueError(f"{path}: damaged ser-train model bundle ({type(e).__name__}: {e}); refit it with "
                          f"`ser-train fit`") from None
@@ -178,16 +199,19 @@ def bundle_inputs(bundle: Bundle, audio: StoreData, text: StoreData | None = Non
 
 @dataclass(eq=False)
 class Predictions:
-    """``utt_ids``, ``labels`` (``""`` when unknown), ``pred`` (class index) and ``proba`` [N × C]."""
+    """``utt_ids``, ``labels`` (``""`` when unknown), ``pred`` (class index) and ``proba`` [N × C] (calibrated
+    when the bundle is); ``abstain`` (bool [N], ``None`` unless asked for): rows left to a person."""
 
     classes: tuple[str, ...]
     utt_ids: np.ndarray
     labels: np.ndarray
     pred: np.ndarray
     proba: np.ndarray
+    abstain: np.ndarray | None = None
 
     def write_csv(self, path: str | os.PathLike) -> Path:
-        """One row per utterance: utt_id, label, pred, p_<class>… (probabilities as numbers, 6 decimals).
+        """One row per utterance: utt_id, label, pred, [abstain,] p_<class>… (probabilities as numbers, 6
+        decimals; ``abstain`` = ``true``/``false``, only when :attr:`abstain` is set).
 
         Text cells (ids, labels, class names) that a spreadsheet would run as a formula are neutralised with
         a leading ``'`` (:func:`ser_common.spreadsheet.safe_cell`).
@@ -198,113 +222,22 @@ class Predictions:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w", newline="") as f:
             w = csv.writer(f)
-            w.writerow([safe_cell(c) for c in ["utt_id", "label", "pred", *[f"p_{c}" for c in self.classes]]])
-            for u, lab, p, pr in zip(self.utt_ids, self.labels, self.pred, self.proba):
-                w.writerow([safe_cell(u), safe_cell(lab), safe_cell(self.classes[p]), *[f"{v:.6f}" for v in pr]])
+            flag = [] if self.abstain is None else ["abstain"]
+            w.writerow([safe_cell(c) for c in ["utt_id", "label", "pred", *flag, *[f"p_{c}" for c in self.classes]]])
+            abstain = self.abstain if self.abstain is not None else [None] * len(self.pred)
+            for u, lab, p, a, pr in zip(self.utt_ids, self.labels, self.pred, abstain, self.proba):
+                cell = [] if a is None else ["true" if a else "false"]
+                w.writerow([safe_cell(u), safe_cell(lab), safe_cell(self.classes[p]), *cell,
+                            *[f"{v:.6f}" for v in pr]])
         return path
 
 
 def predict(bundle: Bundle, inputs: Inputs, device: str = "cpu", rows: np.ndarray | None = None) -> Predictions:
-    """Predict every row of ``inputs`` (from :func:`bundle_inputs`), or ``rows``."""
+    """Predict every row of ``inputs`` (from :func:`bundle_inputs`), or ``rows``; the probabilities are scaled
+    by the bundle's temperature (calibrated when it was fitted with ``--calibrate``)."""
     rows = np.arange(inputs.n) if rows is None else np.asarray(rows, dtype=np.int64)
-    proba = predict_proba(bundle.model(), inputs, rows, device, eval_batch=bundle.config.eval_batch)
+    proba = predict_proba(bundle.model(), inputs, rows, device, eval_batch=bundle.config.eval_batch,
+                          temperature=bundle.temperature)
     return Predictions(bundle.classes, inputs.audio.utt_ids[rows], inputs.audio.labels[rows],
                        proba.argmax(1) if len(rows) else np.zeros(0, np.int64), proba)
 
-
-def uncertainty(proba: np.ndarray, strategy: str, seed: int = 0) -> np.ndarray:
-    """Higher = ask for a label first. ``entropy``: -Σ p ln p; ``margin``: 1 - (p₁ - p₂); ``random``: U(0, 1)."""
-    if strategy == "entropy":
-        return -(proba * np.log(np.clip(proba, 1e-12, 1.0))).sum(1)
-    if strategy == "margin":
-        top = np.sort(proba, axis=1)[:, ::-1]
-        second = top[:, 1] if proba.shape[1] > 1 else 0.0
-        return 1.0 - (top[:, 0] - second)
-    if strategy == "random":
-        return np.random.default_rng(seed).random(len(proba))
-    raise ValueError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
-
-
-def read_id_list(path: str | os.PathLike) -> set[str]:
-    """Utterance ids from a ``.jsonl`` (field ``utt_id``), ``.csv`` (column ``utt_id``; cells escaped by
-    :func:`~ser_common.spreadsheet.safe_cell`, as in our own CSVs, are restored) or text file (one a line)."""
-    from ser_common.spreadsheet import restore_cell
-
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from None
-    if path.suffix == ".jsonl":
-        out = set()
-        for n, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    rec = json.loads(line)
-                except ValueError as e:
-                    raise ValueError(f"{path}:{n}: not a JSON line ({e})") from None
-                if not isinstance(rec, dict) or "utt_id" not in rec:
-                    raise ValueError(f"{path}:{n}: record has no utt_id")
-                out.add(str(rec["utt_id"]))
-        return out
-    if path.suffix == ".csv":
-        rows = list(csv.DictReader(text.splitlines()))
-        if rows and "utt_id" not in rows[0]:
-            raise ValueError(f"{path}: no utt_id column")
-        return {restore_cell(r["utt_id"]) for r in rows}
-    return {line.strip() for line in text.splitlines() if line.strip()}
-
-
-def suggest(bundle: Bundle, inputs: Inputs, n: int = 100, strategy: str = "entropy", balanced: bool = False,
-            exclude: set[str] | None = None, include_labelled: bool = False, seed: int = 0,
-            device: str = "cpu") -> list[dict[str, Any]]:
-    """Rank pool utterances for labelling: the ``n`` with the highest :func:`uncertainty` score.
-
-    Rows with a label (unless ``include_labelled``) and ids in ``exclude`` are skipped. ``balanced``: take
-    the best-scored utterance of each predicted class in turn (round-robin in class order).
-    Returns dicts: rank, utt_id, score, pred, p_<class>….
-    """
-    if n < 1:
-        raise ValueError(f"n must be positive, got {n}")
-    exclude = exclude or set()
-    keep = np.array([(include_labelled or not lab) and u not in exclude
-                     for u, lab in zip(inputs.audio.utt_ids, inputs.audio.labels)], dtype=bool)
-    rows = np.flatnonzero(keep)
-    if len(rows) == 0:
-        return []
-    pr = predict(bundle, inputs, device, rows)
-    score = uncertainty(pr.proba, strategy, seed)
-    order = np.lexsort((pr.utt_ids.astype(str), -score))   # best first, ties by utt_id
-    if balanced:
-        queues = [[i for i in order if pr.pred[i] == c] for c in range(len(bundle.classes))]
-        picked: list[int] = []
-        while len(picked) < min(n, len(order)):
-            for q in queues:
-                if q and len(picked) < n:
-                    picked.append(q.pop(0))
-        order = np.array(picked, dtype=np.int64)
-    out = []
-    for rank, i in enumerate(order[:n], 1):
-        out.append({"rank": rank, "utt_id": pr.utt_ids[i], "score": float(score[i]),
-                    "pred": bundle.classes[pr.pred[i]],
-                    **{f"p_{c}": float(p) for c, p in zip(bundle.classes, pr.proba[i])}})
-    return out
-
-
-def write_suggestions(rows: Sequence[dict[str, Any]], classes: Sequence[str], path: str | os.PathLike) -> Path:
-    """The rows of :func:`suggest` as CSV: rank, utt_id, score, pred, p_<class>… (floats with 6 decimals).
-
-    Numbers stay numbers; text cells that a spreadsheet would run as a formula are neutralised with a
-    leading ``'`` (:func:`ser_common.spreadsheet.safe_cell`).
-    """
-    from ser_common.spreadsheet import safe_cell
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cols = ["rank", "utt_id", "score", "pred", *[f"p_{c}" for c in classes]]
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=cols)
-        w.writerow({c: safe_cell(c) for c in cols})
-        for r in rows:
-            w.writerow({k: (f"{v:.6f}" if isinstance(v, float) else safe_cell(v)) for k, v in r.items()})
-    return path

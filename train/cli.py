@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from .config import SCHEDULES, schedule_config
+from .config import CLASS_WEIGHTS, SCHEDULES, schedule_config
 
 
 def _seeds(text: str) -> list[int]:
@@ -108,6 +108,9 @@ def training_options(f: Any) -> Any:
         click.option("--lstm-hidden", type=int, help="bimodal head: LSTM size per direction (default 64)."),
         click.option("--audio-stride", type=int, help="bimodal head: average audio frames in windows of N (default 2)."),
         click.option("--no-normalize", is_flag=True, help="Do not standardise features per fold."),
+        click.option("--class-weight", type=click.Choice(CLASS_WEIGHTS),
+                     help="Loss weight per class: none (default) or balanced (n / (C × count of the class), "
+                          "from each fold's training rows; for imbalanced corpora)."),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -118,12 +121,13 @@ def _config(kw: dict[str, Any]):
     return schedule_config(kw.pop("schedule"), epochs=kw.pop("epochs"), lr=kw.pop("lr"),
                            batch_size=kw.pop("batch_size"), dropout=kw.pop("dropout"), hidden=kw.pop("hidden"),
                            layers=kw.pop("layers"), lstm_hidden=kw.pop("lstm_hidden"),
-                           audio_stride=kw.pop("audio_stride"),
+                           audio_stride=kw.pop("audio_stride"), class_weight=kw.pop("class_weight"),
                            normalize=False if kw.pop("no_normalize") else None)
 
 
 def _overrides(kw: dict[str, Any]) -> dict[str, Any]:
-    keys = ("epochs", "lr", "batch_size", "dropout", "hidden", "layers", "lstm_hidden", "audio_stride")
+    keys = ("epochs", "lr", "batch_size", "dropout", "hidden", "layers", "lstm_hidden", "audio_stride",
+            "class_weight")
     out = {k: kw.pop(k) for k in keys}
     if kw.pop("no_normalize"):
         out["normalize"] = False
@@ -148,18 +152,45 @@ def _set_threads(ctx: click.Context, param: click.Parameter, value: int) -> int:
     return value
 
 
-def _load(store: str | tuple[str, ...], text: str | tuple[str, ...] | None, intersect: bool = False):
-    """Inputs from one store, or several of one feature set (one per corpus; see ``data.combine_stores``)."""
+def _load(store: str | tuple[str, ...], text: str | tuple[str, ...] | None, intersect: bool = False,
+          layer_sum: bool = False):
+    """Inputs from one store, or several of one feature set (one per corpus; see ``data.combine_stores``);
+    with ``layer_sum`` each --store names the layer stores of one @all extraction (``train.layers``)."""
     from .data import load_inputs
 
-    return load_inputs(store, text or None, intersect=intersect)
+    return load_inputs(store, text or None, intersect=intersect, layer_sum=layer_sum)
 
 
-def _stores(paths: tuple[str, ...]):
+def _store_list(paths: tuple[str, ...], layer_sum: bool = False) -> list:
+    """The StoreData of each --store (with ``layer_sum``: each one's layer stores, stacked)."""
+    from .data import load_store
+
+    if not layer_sum:
+        return [load_store(p) for p in paths]
+    from .layers import expand_layer_paths, stack_layers
+
+    return [stack_layers([load_store(q) for q in expand_layer_paths(p)]) for p in paths]
+
+
+def _stores(paths: tuple[str, ...], layer_sum: bool = False):
     """One StoreData from one --store, or several joined (one per corpus)."""
-    from .data import combine_stores, load_store
+    from .data import combine_stores
 
-    return combine_stores([load_store(p) for p in paths]) if paths else None
+    return combine_stores(_store_list(paths, layer_sum)) if paths else None
+
+
+def _with_layer_sum(cfg: Any, inputs: Any, layer_sum: bool) -> Any:
+    """``cfg`` with ``layer_sum`` = the number of layers stacked in the audio store (1 without --layer-sum)."""
+    from dataclasses import replace
+
+    from .layers import n_stacked_layers
+
+    return replace(cfg, layer_sum=n_stacked_layers(inputs.audio)) if layer_sum else cfg
+
+
+LAYER_SUM_HELP = ("Every layer at once: each --store names the layer stores of one `ser-extract --feature "
+                  "hf:MODEL@all` extraction (a glob such as 'stores/x/hf-whisper-base-encoder-l*.h5', or one of "
+                  "them), stacked and combined by learned softmax weights before the head (reported per run).")
 
 
 STORE_HELP = ("Feature store (.h5). Repeat it to use stores of one feature set from several corpora together "
@@ -168,6 +199,9 @@ TEXT_HELP = "Text store (for --head bimodal); with several --store, one --text p
 
 
 HEAD_HELP = "Head: mean, meanmax, attention, mlp, or bimodal (needs --text)."
+TEST_STORE_HELP = ("Cross-corpus test: train on every labelled utterance of the --store corpora and test on this "
+                   "store's, with the training classes (other labels are reported, not scored). Repeatable: each "
+                   "test corpus is scored on its own and all together ('pooled'). Its features must match.")
 
 _WORKERS: dict[str, str] = {"value": "auto"}
 
@@ -231,6 +265,8 @@ def main() -> None:
 
     \b
       ser-train cv      --store S.h5 --head mlp [--k 125] [--seeds 0,1,2]   one CV run, printed summary
+      ser-train cv      --store A.h5 --store B.h5 --test-store C.h5 --head mean   train on A+B, test on C
+      ser-train loco    --store A.h5 --store B.h5 --store C.h5 --out D   leave one corpus out (loco.md)
       ser-train curve   --store S.h5 --head mlp --ks 25,50,125,all --out D  learning curve + forecast
       ser-train tables  --stores DIR --out results/CORPUS                  the paper's tables and figure
       ser-train fit     --store S.h5 --head mlp --out model.pt            fit one model on all labels
@@ -249,15 +285,23 @@ def main() -> None:
 @click.option("--out", default="runs", show_default=True, type=click.Path(file_okay=False), help="Folder for the run folder.")
 @click.option("--intersect", is_flag=True, help="Join audio and text stores on their shared utterance ids only.")
 @click.option("--frame-level", is_flag=True, help="Train pooled heads on frames (no pooled precompute; slower, same maths).")
+@click.option("--test-store", multiple=True, type=click.Path(dir_okay=False), help=TEST_STORE_HELP)
+@click.option("--test-text", multiple=True, type=click.Path(dir_okay=False),
+              help="Text store of each --test-store (bimodal head; with --text), in the same order.")
+@click.option("--layer-sum", is_flag=True, help=LAYER_SUM_HELP)
 @DEVICE_OPT
 @training_options
 def cv(store: tuple[str, ...], text: tuple[str, ...], head: str, k: str | None, seeds: str, out: str, intersect: bool,
-       frame_level: bool, device: str, **kw: Any) -> None:
-    """Speaker-independent cross-validation of one head; prints UA/WA/F1 per fold and mean ± std."""
+       frame_level: bool, test_store: tuple[str, ...], test_text: tuple[str, ...], layer_sum: bool, device: str,
+       **kw: Any) -> None:
+    """Speaker-independent cross-validation of one head; prints UA/WA/F1 per fold and mean ± std.
+
+    With --test-store: a cross-corpus test instead (train on every labelled utterance of the --store
+    corpora, score on the test corpora; "fold" is then the test corpus)."""
     from tqdm import tqdm
 
     from .heads import head_class
-    from .protocol import cross_validate
+    from .protocol import cross_corpus, cross_validate
     from .reports import format_cv_summary
     from .runs import write_run
 
@@ -269,7 +313,22 @@ def cv(store: tuple[str, ...], text: tuple[str, ...], head: str, k: str | None, 
     dev = _device(device)
     seed_list = _seeds(seeds)
     _writable_folder(out, "the output folder (--out)")
-    inputs = _load(store, text, intersect)
+    if test_text and len(test_text) != len(test_store):
+        raise click.UsageError(f"{len(test_store)} --test-store but {len(test_text)} --test-text: give one text "
+                               f"store per test store, in the same order")
+    inputs = _load(store, text, intersect, layer_sum)
+    cfg = _with_layer_sum(cfg, inputs, layer_sum)
+    if test_store:
+        from .data import load_inputs
+
+        test = load_inputs(test_store, test_text or None, classes=inputs.classes, intersect=intersect,
+                           layer_sum=layer_sum)
+        with tqdm(total=len(seed_list), desc=f"{head} models", unit="model", leave=False, disable=None) as bar:
+            result = cross_corpus(inputs, test, head, cfg, k=_k(k), seeds=seed_list, device=dev,
+                                  precompute=not frame_level, on_job_done=bar.update, workers=_workers(dev))
+        write_run(result, inputs, out)
+        click.echo(format_cv_summary(result))
+        return
     n_folds = len(set(inputs.audio.sessions[inputs.labelled]))
     with tqdm(total=n_folds * len(seed_list), desc=f"{head} folds", unit="fold", leave=False,
               disable=None) as bar:
@@ -280,30 +339,181 @@ def cv(store: tuple[str, ...], text: tuple[str, ...], head: str, k: str | None, 
 
 
 @main.command()
+@click.option("--store", required=True, multiple=True, type=click.Path(dir_okay=False),
+              help="Feature store of one corpus (.h5); repeat it, at least twice, with stores of one feature set.")
+@click.option("--text", multiple=True, type=click.Path(dir_okay=False), help=TEXT_HELP)
+@click.option("--head", default="mean", show_default=True, help=HEAD_HELP)
+@click.option("--k", "k", help="Training utterances per class, drawn from the training corpora (default: all).")
+@click.option("--seeds", default="0", show_default=True, help="Comma-separated seeds.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Output folder: loco.md, loco.json and runs/ (one run folder per held-out corpus).")
+@click.option("--in-corpus", is_flag=True,
+              help="Also cross-validate inside each held-out corpus (speaker-independent), for the last column.")
+@click.option("--intersect", is_flag=True, help="Join audio and text stores on their shared utterance ids only.")
+@click.option("--frame-level", is_flag=True, help="Train pooled heads on frames (no pooled precompute; slower, same maths).")
+@DEVICE_OPT
+@training_options
+def loco(store: tuple[str, ...], text: tuple[str, ...], head: str, k: str | None, seeds: str, out: str,
+         in_corpus: bool, intersect: bool, frame_level: bool, device: str, **kw: Any) -> None:
+    """Leave one corpus out: for each --store, train on the other corpora and test on it (loco.md, loco.json)."""
+    import json
+
+    from tqdm import tqdm
+
+    from .data import load_store, make_inputs
+    from .heads import head_class
+    from .protocol import cross_validate, leave_one_corpus_out
+    from .reports import format_cv_summary, loco_markdown, loco_rows
+    from .runs import command_line, write_run
+
+    if len(store) < 2:
+        raise click.UsageError(f"loco needs at least two --store (one per corpus), got {len(store)}; with one "
+                               f"corpus use `ser-train cv`")
+    if text and len(text) != len(store):
+        raise click.UsageError(f"{len(store)} --store but {len(text)} --text: give one text store per --store, "
+                               f"in the same order")
+    try:
+        head_class(head)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--head") from None
+    cfg = _config(kw)
+    dev = _device(device)
+    seed_list, k_value = _seeds(seeds), _k(k)
+    out_dir = _writable_folder(out, "the output folder (--out)")
+    audio = [load_store(p) for p in store]
+    texts = [load_store(p) for p in text] if text else None
+    opts = dict(k=k_value, seeds=seed_list, device=dev, precompute=not frame_level, workers=_workers(dev))
+    summaries, in_cv = [], {}
+    with tqdm(total=len(store) * len(seed_list), desc=f"{head} loco", unit="model", leave=False,
+              disable=None) as bar:
+        def done(result, train) -> None:
+            write_run(result, train, out_dir / "runs", extra={"schedule": cfg.schedule, "loco": list(store)})
+            summaries.append(format_cv_summary(result))
+        results = leave_one_corpus_out(audio, texts, head, cfg, intersect=intersect, on_result=done,
+                                       on_job_done=bar.update, **opts)
+    if in_corpus:
+        for i, r in enumerate(results):
+            name = "+".join(r.test_corpora)
+            try:
+                inputs = make_inputs(audio[i], texts[i] if texts else None, intersect=intersect)
+                cv_result = cross_validate(inputs, head, cfg, **opts)
+            except ValueError as e:     # e.g. a corpus with one session: no speaker-independent folds
+                in_cv[name] = f"no in-corpus cv: {e}"
+                continue
+            write_run(cv_result, inputs, out_dir / "runs", extra={"schedule": cfg.schedule, "loco_in_corpus": name})
+            in_cv[name] = cv_result
+            summaries.append(format_cv_summary(cv_result))
+    rows = loco_rows(results, in_cv)
+    table = loco_markdown(rows, several_seeds=len(seed_list) > 1)
+    title = (f"Leave one corpus out: head {head}, schedule {cfg.schedule}, seeds {','.join(map(str, seed_list))}, "
+             f"{'all training data' if k_value is None else f'k={k_value} per class'}; features {audio[0].name}")
+    notes = [f"{row['held_out']}: {row['in_corpus_note']}" for row in rows if row["in_corpus_note"]]
+    (out_dir / "loco.md").write_text(f"{title}\n\n{table}\n" + "".join(f"\nnote: {n}" for n in notes)
+                                     + ("\n" if notes else ""))
+    (out_dir / "loco.json").write_text(json.dumps(
+        {"head": head, "schedule": cfg.schedule, "seeds": seed_list, "k": k_value, "stores": list(store),
+         "text_stores": list(text), "features": audio[0].name, "in_corpus": in_corpus, "command": command_line(),
+         "rows": rows}, indent=2) + "\n")
+    for text_block in summaries:
+        click.echo(text_block + "\n")
+    click.echo(f"{title}\n\n{table}")
+    for n in notes:
+        click.echo(f"note: {n}")
+    click.echo(f"wrote {out_dir / 'loco.md'}, {out_dir / 'loco.json'} and run folders in {out_dir / 'runs'}")
+
+
+FORECAST_METRIC_CHOICES = ("ua_pooled", "ua")
+FORECAST_METRIC_HELP = ("UA the forecast fits: ua_pooled (all held-out predictions of a run together; honest also "
+                        "when a fold lacks a class) or ua (the mean of the per-fold UAs). Curves written before "
+                        "pooled scores were recorded fall back to ua, with a note.")
+
+
+def _curve_lines(stores: tuple[str, ...], texts: tuple[str, ...]) -> list[Any]:
+    """The lines of ``ser-train curve``: one Inputs per feature set among the --store paths.
+
+    Stores are grouped by feature identity (:class:`ser_common.identity.FeatureIdentity` in the ``features``
+    scope, the check :func:`train.data.combine_stores` makes), in order of first appearance: the stores of
+    one group (one feature set from several corpora) are joined into one line named after the corpora
+    (``<store>+<corpus>+<corpus>``); stores of other feature sets are lines of their own. ``texts``: none,
+    one text store for every line (a line of one store each), or one per --store in the same order.
+    """
+    from ser_common.identity import FeatureIdentity
+
+    from .data import combine_stores, load_store, make_inputs
+
+    if texts and len(texts) not in (1, len(stores)):
+        raise click.UsageError(f"{len(stores)} --store but {len(texts)} --text: give one text store for every "
+                               f"line, or one per --store in the same order")
+    seen: dict[Path, str] = {}
+    for p in stores:
+        if Path(p).resolve() in seen:
+            raise click.UsageError(f"{p}: given twice as --store (as {seen[Path(p).resolve()]}); give each store once")
+        seen[Path(p).resolve()] = p
+    audio = [load_store(p) for p in stores]
+    ids = [FeatureIdentity.from_provenance(a.provenance) for a in audio]
+    groups: list[list[int]] = []
+    for i, ident in enumerate(ids):
+        group = next((g for g in groups if not ids[g[0]].diff(ident, scope="features")), None)
+        if group is None:
+            groups.append([i])
+        else:
+            group.append(i)
+    text = [load_store(p) for p in texts]
+    lines = []
+    for g in groups:
+        if len(text) == len(audio) and len(texts) > 0:
+            t = combine_stores([text[i] for i in g])
+        elif text:
+            if len(g) > 1:
+                raise click.UsageError(f"{', '.join(stores[i] for i in g)} are one feature set from several "
+                                       f"corpora, joined into one line: give one --text per --store, in the same order")
+            t = text[0]
+        else:
+            t = None
+        lines.append(make_inputs(combine_stores([audio[i] for i in g]), t))
+    return lines
+
+
+@main.command()
 @click.option("--store", "stores", required=True, multiple=True, type=click.Path(dir_okay=False),
-              help="Feature store (.h5); repeat for one line per store.")
-@click.option("--text", type=click.Path(dir_okay=False), help="Text store (for --head bimodal).")
+              help="Feature store (.h5); repeatable: one line per feature set, stores of one feature set from "
+                   "several corpora are joined into one line.")
+@click.option("--text", multiple=True, type=click.Path(dir_okay=False),
+              help="Text store (for --head bimodal): one for every line, or one per --store in the same order.")
 @click.option("--head", default="mlp", show_default=True, help=HEAD_HELP)
 @click.option("--ks", default="25,50,125,250,500,all", show_default=True, help="k per class; 'all' = full data.")
 @click.option("--seeds", default="0,1,2", show_default=True)
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder (curve.csv, curve.png, runs/).")
 @click.option("--target-ua", "targets", multiple=True, type=float, help="Forecast the data needed for this UA (fraction; repeatable).")
+@click.option("--metric", type=click.Choice(FORECAST_METRIC_CHOICES), default="ua_pooled", show_default=True,
+              help=FORECAST_METRIC_HELP)
 @DEVICE_OPT
 @training_options
-def curve(stores: tuple[str, ...], text: str | None, head: str, ks: str, seeds: str, out: str,
-          targets: tuple[float, ...], device: str, **kw: Any) -> None:
-    """Learning curve: UA against training-set size (k per class), curve.csv + curve.png (+ forecasts)."""
+def curve(stores: tuple[str, ...], text: tuple[str, ...], head: str, ks: str, seeds: str, out: str,
+          targets: tuple[float, ...], metric: str, device: str, **kw: Any) -> None:
+    """Learning curve: UA against training-set size (k per class), curve.csv + curve.png (+ forecasts).
+
+    One line per feature set: stores of one feature set from several corpora are joined into one line
+    (named after the corpora); stores of other feature sets are separate lines."""
     from tqdm import tqdm
 
     from .protocol import cross_validate, learning_curve, resolve_ks
-    from .reports import format_forecasts, forecasts, plot_curve, write_curve_csv
+    from .reports import (curve_ks, curve_series, describe_metric, format_forecasts, forecasts, plot_curve,
+                          write_curve_csv)
     from .runs import write_run
 
     cfg = _config(kw)
     dev = _device(device)
     seed_list, k_list = _seeds(seeds), _ks(ks)
+    for t in targets:
+        if not 0 < t < 1:
+            raise click.BadParameter(f"target UA must be a fraction in (0, 1), got {t}", param_hint="--target-ua")
     out_dir = _writable_folder(out, "the output folder (--out)")
-    loaded = [_load(s, text) for s in stores]
+    loaded = _curve_lines(stores, text)
+    for x in loaded:
+        if len(x.audio.provenance.get("corpora") or []) > 1:
+            click.echo(f"note: line {x.name} joins one feature set from {len(x.audio.provenance['corpora'])} "
+                       f"corpora ({', '.join(x.audio.provenance['combined_from'])})")
     total = sum(len(resolve_ks(x, k_list)[0]) for x in loaded)
     rows, notes, warnings = [], [], []
     with tqdm(total=total, desc="curve", unit="run", disable=None) as bar:
@@ -320,19 +530,24 @@ def curve(stores: tuple[str, ...], text: str | None, head: str, ks: str, seeds: 
             notes.extend(f"{inputs.name}: {n}" for n in c.notes)
     write_curve_csv(rows, out_dir / "curve.csv")
     plot_curve(rows, out_dir / "curve.png", title=f"{head} head, schedule {cfg.schedule}")
-    click.echo(f"{'store':<28}{'k':>6}{'n_train':>9}{'UA % (fold mean)':>18}{'pooled UA %':>13}")
     from .reports import curve_points
 
+    width = max([28] + [len(x.name) + 2 for x in loaded])
+    click.echo(f"{'store':<{width}}{'k':>6}{'n_train':>9}{'UA % (fold mean)':>18}{'pooled UA %':>13}")
     pooled = curve_points(rows, "ua_pooled")
     for store, pts in curve_points(rows).items():
         for (k, n, mu, sd), (_, _, pmu, _) in zip(pts, pooled[store]):
-            click.echo(f"{store:<28}{k:>6}{n:>9.0f}{100 * mu:>12.1f} ± {100 * sd:<4.1f}{100 * pmu:>12.1f}")
+            click.echo(f"{store:<{width}}{k:>6}{n:>9.0f}{100 * mu:>12.1f} ± {100 * sd:<4.1f}{100 * pmu:>12.1f}")
     for n in notes:
         click.echo(f"note: {n}")
     for w in dict.fromkeys(warnings):
         click.echo(f"warning: {w}")
     if targets:
-        click.echo(format_forecasts(forecasts(rows, targets)))
+        series, series_notes = curve_series(rows, metric)
+        click.echo(f"forecasts {describe_metric(metric, series)}:")
+        for n in series_notes:
+            click.echo(f"note: {n}")
+        click.echo(format_forecasts(forecasts(rows, targets, metric), curve_ks(rows)))
     click.echo(f"wrote {out_dir / 'curve.csv'}, {out_dir / 'curve.png'} and run folders in {out_dir / 'runs'}")
 
 
@@ -384,29 +599,79 @@ def tables(stores_dir: str, out: str, seeds: str, k: int, ks: str, also_converge
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Bundle file to write (e.g. model.pt).")
 @click.option("--intersect", is_flag=True)
+@click.option("--calibrate/--no-calibrate", default=True, show_default=True,
+              help="Fit a softmax temperature on held-out predictions of a speaker-independent CV of the same "
+                   "head on the same rows (one more fit per session; predict/suggest then give calibrated "
+                   "probabilities). By default skipped with a warning when the rows allow no such CV (e.g. one "
+                   "session); an explicit --calibrate then fails instead.")
+@click.option("--layer-sum", is_flag=True, help=LAYER_SUM_HELP)
 @DEVICE_OPT
 @training_options
-def fit(store: tuple[str, ...], text: tuple[str, ...], head: str, k: str | None, seed: int, out: str, intersect: bool, device: str,
-        **kw: Any) -> None:
-    """Fit one model on a store's labelled utterances and save it as a bundle for predict/suggest."""
+def fit(store: tuple[str, ...], text: tuple[str, ...], head: str, k: str | None, seed: int, out: str, intersect: bool,
+        calibrate: bool, layer_sum: bool, device: str, **kw: Any) -> None:
+    """Fit one model on a store's labelled utterances and save it as a bundle for predict/suggest (with a
+    softmax temperature fitted by cross-validation unless --no-calibrate)."""
+    from click.core import ParameterSource
+
     from .bundle import fit_bundle, save_bundle
     from .data import check_classes
 
     cfg = _config(kw)
     dev = _device(device)
     _writable_file(out, "--out")
-    inputs = _load(store, text, intersect)
+    inputs = _load(store, text, intersect, layer_sum)
+    cfg = _with_layer_sum(cfg, inputs, layer_sum)
     check_classes(inputs, "fit a model")
+    explicit = click.get_current_context().get_parameter_source("calibrate") == ParameterSource.COMMANDLINE
+
+    def not_calibrated(why: Exception) -> None:
+        if explicit:
+            raise click.ClickException(f"cannot calibrate: {why}; pass --no-calibrate to save an uncalibrated "
+                                       f"model") from None
+        click.echo(f"warning: not calibrated ({why}); the model's probabilities are uncalibrated (T = 1)",
+                   err=True)
+
+    if calibrate:
+        from .protocol import speaker_independent_folds
+
+        try:
+            speaker_independent_folds(inputs)   # cheap check before any fit
+        except ValueError as e:
+            not_calibrated(e)
+            calibrate = False
     b = fit_bundle(inputs, head, cfg, k=_k(k), seed=seed, device=dev)
-    save_bundle(b, out)
     click.echo(f"fitted {head} on {b.meta['n_train']} utterances of {inputs.name} "
-               f"({b.meta['epochs']} epochs, {b.meta['steps']} steps; classes {', '.join(b.classes)}) -> {out}")
+               f"({b.meta['epochs']} epochs, {b.meta['steps']} steps; classes {', '.join(b.classes)})")
+    if calibrate:
+        from tqdm import tqdm
+
+        from .calibration import calibrate_bundle, describe
+
+        with tqdm(desc=f"calibrating ({head} CV)", unit="fold", leave=False, disable=None) as bar:
+            try:
+                calibrate_bundle(b, inputs, dev, _workers(dev), on_job_done=bar.update)
+            except ValueError as e:
+                not_calibrated(e)
+        for w in (b.calibration or {}).get("warnings", []):
+            click.echo(f"warning (calibration CV): {w}", err=True)
+        if b.calibration:
+            click.echo(describe(b))
+    save_bundle(b, out)
+    click.echo(f"wrote {out}")
 
 
 def _names(items: Any, limit: int = 8) -> str:
     """``"a, b, c"`` (at most ``limit`` names, then ``…``)."""
     items = [str(x) for x in items]
     return ", ".join(items[:limit]) + (", …" if len(items) > limit else "")
+
+
+def _probability(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """--abstain-below: ``None`` or a probability strictly between 0 and 1 (``nan`` refused)."""
+    if value is not None and not 0 < value < 1:
+        raise click.BadParameter(f"must be a probability in (0, 1), got {value}; e.g. 0.6 leaves the rows whose "
+                                 f"top calibrated probability is below 0.6 to a person")
+    return value
 
 
 def _check_bundle_finite(b: Any, model: str) -> None:
@@ -427,25 +692,47 @@ def _check_bundle_finite(b: Any, model: str) -> None:
 @click.option("--text", multiple=True, type=click.Path(dir_okay=False), help=TEXT_HELP)
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="predictions.csv to write.")
 @click.option("--intersect", is_flag=True)
+@click.option("--metrics", "metrics_file", type=click.Path(dir_okay=False),
+              help="Scores file to write for labelled rows (default: <output stem>.metrics.json, with "
+                   "<output stem>.confusion.csv, when any row is labelled with one of the model's classes). "
+                   "Given explicitly, a store without such rows is refused.")
+@click.option("--abstain-below", type=float, callback=_probability,
+              help="Mark rows whose top (calibrated) probability is below P (in (0, 1), e.g. 0.6) for a person: "
+                   "an abstain column true/false; pred keeps the model's guess. Prints the coverage and the "
+                   "accuracy of the kept labelled rows.")
 @DEVICE_OPT
-def predict(model: str, store: tuple[str, ...], text: tuple[str, ...], output: str, intersect: bool, device: str) -> None:
+def predict(model: str, store: tuple[str, ...], text: tuple[str, ...], output: str, intersect: bool,
+            metrics_file: str | None, abstain_below: float | None, device: str) -> None:
     """Predict every utterance of a store (columns utt_id, label, pred, p_<class>…). Refuses a store whose
-    features differ from the training store's (names the differing provenance keys)."""
+    features differ from the training store's (names the differing provenance keys). Rows labelled with
+    one of the model's classes are scored: UA/WA/F1, the confusion matrix and what was not scored go to
+    <output stem>.metrics.json and <output stem>.confusion.csv (or --metrics)."""
     import numpy as np
 
     from .bundle import bundle_inputs, load_bundle
     from .bundle import predict as predict_bundle
     from .metrics import classification_scores
+    from .runs import command_line, metrics_paths, prediction_metrics, store_files, write_prediction_metrics
 
     dev = _device(device)
     _writable_file(output, "-o/--output")
+    m_paths = metrics_paths(output, metrics_file)
+    _writable_file(m_paths[0], "--metrics")
     b = load_bundle(model)
     _check_bundle_finite(b, model)
-    inputs = bundle_inputs(b, _stores(store), _stores(text), intersect=intersect)
+    inputs = bundle_inputs(b, _stores(store, b.config.layer_sum > 1), _stores(text), intersect=intersect)
+    if metrics_file and not (inputs.y >= 0).any():
+        raise click.ClickException(f"{metrics_file}: nothing to score: no utterance of {_names(store)} is labelled "
+                                   f"with one of the model's classes ({_names(b.classes)}); drop --metrics to "
+                                   f"only predict")
     pr = predict_bundle(b, inputs, dev)
     if not np.isfinite(pr.proba).all():
         raise RuntimeError(f"{model}: the model's predictions on {store} are NaN/Inf; nothing was written: "
                            f"refit the model (ser-train fit) or check the store")
+    if abstain_below is not None:
+        from .calibration import abstention
+
+        pr.abstain = abstention(pr.proba, abstain_below)
     pr.write_csv(output)
     msg = f"wrote {len(pr.utt_ids)} predictions to {output}"
     known = inputs.y >= 0
@@ -462,7 +749,18 @@ def predict(model: str, store: tuple[str, ...], text: tuple[str, ...], output: s
     elif outside:
         msg += (f" (none of the store's labels ({_names(outside)}) are among the model's classes "
                 f"({_names(b.classes)}): predictions written, no scores)")
+    if known.any():
+        scores = prediction_metrics(b.classes, labels, inputs.y, pr.pred, model=str(Path(model).resolve()),
+                                    head=b.head, stores=[f for s in inputs.stores for f in store_files(s)],
+                                    predictions=str(Path(output).resolve()), command=command_line())
+        write_prediction_metrics(scores, m_paths)
+        msg += f"; scores in {m_paths[0]} and {m_paths[1]}"
     click.echo(msg)
+    from .calibration import abstention_summary, describe
+
+    click.echo(describe(b))
+    if pr.abstain is not None:
+        click.echo(abstention_summary(pr.abstain, inputs.y, pr.pred, abstain_below, len(b.classes)))
 
 
 @main.command()
@@ -470,54 +768,151 @@ def predict(model: str, store: tuple[str, ...], text: tuple[str, ...], output: s
 @click.option("--store", required=True, multiple=True, type=click.Path(dir_okay=False),
               help="Pool store to rank (repeatable: stores of one feature set from several corpora).")
 @click.option("--text", multiple=True, type=click.Path(dir_okay=False), help=TEXT_HELP)
-@click.option("--n", default=100, show_default=True, type=int, help="How many utterances to suggest.")
-@click.option("--strategy", type=click.Choice(["entropy", "margin", "random"]), default="entropy", show_default=True)
-@click.option("--balanced", is_flag=True, help="Round-robin across predicted classes.")
+@click.option("--n", default=100, show_default=True, type=click.IntRange(min=1), help="How many utterances to suggest.")
+@click.option("--strategy", type=click.Choice(["entropy", "margin", "random", "kcenter", "diverse-entropy"]),
+              default="entropy", show_default=True,
+              help="entropy/margin: most uncertain first; random; kcenter: farthest (standardised pooled features) "
+                   "from everything labelled or picked; diverse-entropy: most uncertain of each k-means cluster.")
+@click.option("--balanced", is_flag=True, help="Round-robin across predicted classes (entropy, margin, random).")
+@click.option("--max-per-speaker", type=click.IntRange(min=1), default=None,
+              help="At most this many suggestions per speaker (the store's speakers).")
 @click.option("--exclude", type=click.Path(dir_okay=False, exists=True),
               help="Already labelled ids: .jsonl (utt_id), .csv (utt_id column) or one id a line.")
 @click.option("--include-labelled", is_flag=True, help="Also rank rows that already carry a label.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the random strategy.")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="suggest.csv to write.")
+@click.option("--manifest", "manifests", multiple=True, type=click.Path(dir_okay=False, exists=True),
+              help="Manifest giving the audio paths (one per --store, in order); default: the manifest each "
+                   "store's provenance names, when it is found.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "label-studio"]), default="csv", show_default=True,
+              help="csv: suggest.csv; label-studio: a tasks .json to import (plus its labelling config .xml).")
+@click.option("--ls-document-root", type=click.Path(exists=True, file_okay=False),
+              help="--format label-studio: the folder Label Studio serves the audio from "
+                   "(LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT); audio paths are made relative to it.")
+@click.option("--ls-url-prefix", help="--format label-studio: audio URLs become URL/<path relative to "
+                                      "--ls-document-root> instead of Label Studio's local-files URLs.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the random and diverse-entropy strategies.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="suggest.csv (or tasks .json for --format label-studio) to write.")
 @DEVICE_OPT
-def suggest(model: str, store: tuple[str, ...], text: tuple[str, ...], n: int, strategy: str, balanced: bool, exclude: str | None,
-            include_labelled: bool, seed: int, output: str, device: str) -> None:
-    """Rank unlabelled pool utterances for labelling (most uncertain first): rank, utt_id, score, pred, p_<class>…"""
-    from .bundle import bundle_inputs, load_bundle, read_id_list, write_suggestions
-    from .bundle import suggest as suggest_rows
+def suggest(model: str, store: tuple[str, ...], text: tuple[str, ...], n: int, strategy: str, balanced: bool,
+            max_per_speaker: int | None, exclude: str | None, include_labelled: bool, manifests: tuple[str, ...],
+            fmt: str, ls_document_root: str | None, ls_url_prefix: str | None, seed: int, output: str,
+            device: str) -> None:
+    """Rank pool utterances for labelling: rank, utt_id, score, pred, speaker, audio, p_<class>…
 
+    Candidates are the rows without a label (not in --exclude). The audio column (absolute paths) is read
+    from the manifest each store was extracted from (its provenance), or from --manifest.
+    """
+    from .audio_paths import audio_paths
+    from .bundle import bundle_inputs, load_bundle
+    from .data import combine_stores
+    from .suggest import DIVERSITY_STRATEGIES, exclude_note, read_id_list, shortfall_note, write_suggestions
+    from .suggest import suggest as suggest_rows
+
+    if balanced and strategy in DIVERSITY_STRATEGIES:
+        raise click.UsageError(f"--balanced (round-robin over predicted classes) applies to entropy, margin and "
+                               f"random; {strategy} spreads its picks over the feature space already: drop --balanced")
+    if manifests and len(manifests) != len(store):
+        raise click.UsageError(f"{len(manifests)} --manifest for {len(store)} --store: give one manifest per "
+                               f"--store, in the same order")
+    if fmt == "label-studio" and ls_document_root is None:
+        raise click.UsageError("--format label-studio needs --ls-document-root DIR (the folder Label Studio "
+                               "serves the audio from: its LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT)")
+    if fmt == "csv" and (ls_document_root or ls_url_prefix):
+        raise click.UsageError(f"{'--ls-document-root' if ls_document_root else '--ls-url-prefix'} only applies "
+                               f"to --format label-studio")
     dev = _device(device)
     _writable_file(output, "-o/--output")
     b = load_bundle(model)
     _check_bundle_finite(b, model)
-    inputs = bundle_inputs(b, _stores(store), _stores(text))
-    rows = suggest_rows(b, inputs, n=n, strategy=strategy, balanced=balanced,
-                        exclude=read_id_list(exclude) if exclude else None, include_labelled=include_labelled,
-                        seed=seed, device=dev)
-    write_suggestions(rows, b.classes, output)
-    click.echo(f"wrote {len(rows)} suggestions ({strategy}{', balanced' if balanced else ''}) to {output}")
+    loaded = _store_list(store, b.config.layer_sum > 1)
+    audio_store = combine_stores(loaded)
+    inputs = bundle_inputs(b, audio_store, _stores(text))
+    excl = read_id_list(exclude) if exclude else None
+    paths, notes = audio_paths(loaded, list(manifests) or None,
+                               audio_store.provenance.get("corpora") if len(loaded) > 1 else None)
+    rows = suggest_rows(b, inputs, n=n, strategy=strategy, balanced=balanced, exclude=excl,
+                        include_labelled=include_labelled, seed=seed, device=dev, max_per_speaker=max_per_speaker,
+                        audio=paths)
+    for note in notes if rows else []:  # where the audio column comes from (or why it is empty)
+        click.echo(f"note: {note}", err=True)
+    how = strategy + (", balanced" if balanced else "") + (f", ≤{max_per_speaker}/speaker" if max_per_speaker else "")
+    if fmt == "label-studio":
+        from .label_studio import label_config_path, write_label_config, write_label_studio_tasks
+
+        if not rows:
+            raise click.ClickException(f"{output}: no suggestion to write: "
+                                       f"{shortfall_note(inputs, n, 0, excl, include_labelled, max_per_speaker)}")
+        try:
+            write_label_studio_tasks(rows, b.classes, output, document_root=ls_document_root,
+                                     url_prefix=ls_url_prefix, model_version=Path(model).name)
+        except ValueError as e:
+            raise click.ClickException(str(e)) from None
+        config = write_label_config(b.classes, label_config_path(output))
+        click.echo(f"wrote {len(rows)} Label Studio tasks ({how}) to {output}; labelling config: {config}")
+    else:
+        write_suggestions(rows, b.classes, output)
+        click.echo(f"wrote {len(rows)} suggestions ({how}) to {output}")
+    for note in [exclude_note(inputs, excl or set()),
+                 shortfall_note(inputs, n, len(rows), excl, include_labelled, max_per_speaker)]:
+        if note:
+            click.echo(f"note: {note}", err=True)
 
 
 @main.command()
 @click.option("--curve", "curve_csv", required=True, type=click.Path(dir_okay=False), help="curve.csv from curve/tables.")
-@click.option("--target-ua", "targets", required=True, multiple=True, type=float, help="Target UA as a fraction (repeatable).")
+@click.option("--target-ua", "targets", multiple=True, type=float,
+              help="Target UA as a fraction (repeatable; needed unless --backtest).")
 @click.option("--store", "store_filter", help="Only this store's line of the curve.")
-def forecast(curve_csv: str, targets: tuple[float, ...], store_filter: str | None) -> None:
-    """Training-set size needed for a target UA, from a log-linear fit of a learning curve (with interval)."""
-    from .reports import format_forecasts, forecasts, read_curve_csv
+@click.option("--schedule", "schedule", help="Only this schedule's points (default: the file's first schedule).")
+@click.option("--metric", type=click.Choice(FORECAST_METRIC_CHOICES), default="ua_pooled", show_default=True,
+              help=FORECAST_METRIC_HELP)
+@click.option("--backtest", is_flag=True,
+              help="Check the forecast on the curve itself: per line, fit on the smaller sizes, forecast the largest "
+                   "measured size and print the error (UA points, size ratio).")
+def forecast(curve_csv: str, targets: tuple[float, ...], store_filter: str | None, schedule: str | None, metric: str,
+             backtest: bool) -> None:
+    """Training-set size needed for a target UA, from a log-linear fit of a learning curve (with interval).
 
+    Forecasts beyond 3x the largest measured size are refused with the size to measure next (a log-linear
+    curve does not saturate); --backtest checks the fit against the curve's own largest size."""
+    from .forecast import MAX_EXTRAPOLATION
+    from .reports import (backtests, curve_ks, curve_series, describe_metric, fill_pooled_from_runs, format_backtests,
+                          format_forecasts, forecasts, read_curve_csv)
+
+    if not targets and not backtest:
+        raise click.UsageError("give at least one --target-ua, or --backtest")
+    for t in targets:
+        if not 0 < t < 1:
+            raise click.BadParameter(f"target UA must be a fraction in (0, 1), got {t}", param_hint="--target-ua")
     rows = read_curve_csv(curve_csv)
-    if "schedule" in rows[0] and len({r["schedule"] for r in rows}) > 1:
-        first = rows[0]["schedule"]
-        rows = [r for r in rows if r["schedule"] == first]
-        click.echo(f"(using the {first} schedule's points)")
+    schedules = list(dict.fromkeys(r.get("schedule") or "" for r in rows))
+    if schedule is not None:
+        rows = [r for r in rows if (r.get("schedule") or "") == schedule]
+        if not rows:
+            raise click.BadParameter(f"no rows of schedule {schedule!r} in {curve_csv} (it has "
+                                     f"{', '.join(repr(x) for x in schedules)})", param_hint="--schedule")
+    elif len(schedules) > 1:
+        rows = [r for r in rows if (r.get("schedule") or "") == schedules[0]]
+        click.echo(f"(using the {schedules[0]} schedule's points; --schedule to choose)")
     if store_filter:
         rows = [r for r in rows if r["store"] == store_filter]
         if not rows:
             raise click.BadParameter(f"no rows for store {store_filter!r} in {curve_csv}", param_hint="--store")
-    for t in targets:
-        if not 0 < t < 1:
-            raise click.BadParameter(f"target UA must be a fraction in (0, 1), got {t}", param_hint="--target-ua")
-    click.echo(format_forecasts(forecasts(rows, targets)))
+    what = " and ".join(x for x in ("forecasts" if targets else "", "backtest" if backtest else "") if x)
+    filled = fill_pooled_from_runs(rows, Path(curve_csv).parent) if metric == "ua_pooled" else 0
+    if filled:
+        click.echo(f"note: {curve_csv} has no pooled UA columns (written before they were recorded): the pooled "
+                   f"UA of the {filled} rows used was recomputed from their run folders' predictions.csv")
+    series, notes = curve_series(rows, metric)
+    click.echo(f"{what} {describe_metric(metric, series)}"
+               + (f"; forecasts reach at most {MAX_EXTRAPOLATION:g}x the largest measured size" if targets else "")
+               + ":")
+    for n in notes:
+        click.echo(f"note: {n}")
+    if targets:
+        click.echo(format_forecasts(forecasts(rows, targets, metric), curve_ks(rows)))
+    if backtest:
+        click.echo(format_backtests(backtests(rows, metric)))
 
 
 def run(argv: list[str] | None = None) -> int:

@@ -10,7 +10,7 @@ Schedules (``--schedule``):
     schedule takes only ~700 steps at k = 25 per class (100 examples), which leaves the small-data runs
     under-trained; this schedule shows what the heads reach once the optimiser has converged.
 
-Explicit overrides (``--epochs --lr --batch-size --dropout``) replace the schedule's values; an explicit
+Explicit overrides (``--epochs --lr --batch-size --dropout --class-weight``) replace the schedule's values; an explicit
 ``--epochs`` is taken literally (it also switches the step floor of ``converged`` off). Every value is
 validated when the config is made (:meth:`TrainConfig.problem`): ``--lr nan``, a zero or negative learning
 rate, ``--dropout nan`` and the like are refused with a one-line message before anything is trained.
@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 SCHEDULES = ("paper", "converged")
+CLASS_WEIGHTS = ("none", "balanced")
 MAX_LR = 1e30
 """Largest learning rate accepted: beyond about 3e37 Adam's float32 step (lr / (1 - beta1)) overflows."""
 CONVERGED_MIN_STEPS = 3000
@@ -56,6 +57,13 @@ class TrainConfig:
         batched_folds: train the folds/seeds of a pooled head (``mean``/``meanmax``) as one stacked model.
         bucket: group frame-level batches by length (less padding); the batch order stays random.
         eval_batch: utterances per evaluation batch (frame-level heads).
+        layer_sum: encoder layers stacked side by side in each frame row (``--layer-sum``; set from the
+            stacked store, :mod:`train.layers`), combined by learned softmax weights before the head; 1 = one
+            layer, no weights.
+        class_weight: ``none`` (every utterance counts the same) or ``balanced``: the cross-entropy of an
+            utterance of class c is weighted by ``n_train / (C × count_c)`` (counts over the job's own
+            training rows; a class absent from them gets weight 0), as a weighted mean per batch
+            (``Σ w_yi · CE_i / Σ w_yi``, PyTorch's ``F.cross_entropy(weight=…)``).
     """
 
     schedule: str = "paper"
@@ -76,6 +84,8 @@ class TrainConfig:
     batched_folds: bool = True
     bucket: bool = True
     eval_batch: int = 64
+    class_weight: str = "none"
+    layer_sum: int = 1
 
     def __post_init__(self) -> None:
         problem = self.problem()
@@ -115,6 +125,12 @@ class TrainConfig:
             return f"lstm_impl must be 'dense' or 'packed', got {self.lstm_impl!r}"
         if self.align not in ("bilinear", "additive"):
             return f"align must be 'bilinear' or 'additive', got {self.align!r}"
+        if not (isinstance(self.layer_sum, numbers.Integral) and not isinstance(self.layer_sum, bool)
+                and self.layer_sum >= 1):
+            return f"layer_sum must be an integer >= 1 (1 = one layer), got {self.layer_sum!r}"
+        if self.class_weight not in CLASS_WEIGHTS:
+            return (f"class weight (--class-weight) must be one of {', '.join(CLASS_WEIGHTS)}, got "
+                    f"{self.class_weight!r}; 'balanced' weights each class by n / (C × its count)")
         return None
 
     def epochs_for(self, n_train: int) -> int:

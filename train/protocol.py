@@ -1,4 +1,5 @@
-"""Evaluation protocols: speaker-independent cross-validation, k-per-class small data, learning curves.
+"""Evaluation protocols: speaker-independent cross-validation, k-per-class small data, learning curves,
+cross-corpus tests (train on some corpora, test on others: :func:`cross_corpus`, :func:`leave_one_corpus_out`).
 
 Cross-validation is leave-one-session-out over the store's ``session`` column
 (:func:`ser_common.folds.fold_splits`; IEMOCAP's five sessions give the paper's 5 folds). Only labelled
@@ -37,6 +38,8 @@ from ser_common.folds import fold_splits, sample_per_class
 
 from .config import TrainConfig
 from .data import Inputs, check_classes
+from .heads import head_config
+from .layers import layer_weights_of, mean_layer_weights
 from .metrics import confusion_matrix, mean_std, scores_from_confusion
 from .trainer import Job, TrainingDiverged, fit_jobs, predict_proba
 
@@ -183,6 +186,7 @@ def summarize(folds: list[dict[str, Any]], seeds: Sequence[int]) -> dict[str, An
     out["std_over"] = "seeds" if len(seeds) > 1 else "folds"
     out["n_train_mean"] = float(np.mean([f["n_train"] for f in folds]))
     out["n_folds"] = len(names)
+    out.update(mean_layer_weights(folds))
     return out
 
 
@@ -219,6 +223,7 @@ def cross_validate(inputs: Inputs, head: str, cfg: TrainConfig, k: int | None = 
     frame-level head go to ``workers`` processes (:mod:`train.parallel`).
     """
     start = time.perf_counter()
+    cfg = head_config(head, cfg)      # a preset head (bimodal-xu) records the values it really trains with
     seeds, seed_note = dedupe_seeds(seeds)
     if not seeds:
         raise ValueError("at least one seed is needed")
@@ -252,7 +257,8 @@ def cross_validate(inputs: Inputs, head: str, cfg: TrainConfig, k: int | None = 
         seed_cm[job.seed] += cm
         fold_rows.append({"seed": job.seed, "fold": f.name, "n_train": int(len(job.train)),
                           "n_test": int(len(f.test)), "epochs": model.epochs, "steps": model.steps,
-                          "train_counts": class_counts(inputs, job.train), **scores_from_confusion(cm)})
+                          "train_counts": class_counts(inputs, job.train), **scores_from_confusion(cm),
+                          **layer_weights_of(model)})
         pred_parts["row"].append(f.test)
         pred_parts["fold"].append(np.full(len(f.test), f.name, dtype=object))
         pred_parts["seed"].append(np.full(len(f.test), job.seed))
@@ -344,3 +350,261 @@ def learning_curve(inputs: Inputs, head: str, cfg: TrainConfig, ks: Sequence[int
         def run(k: int | None) -> CVResult:
             return cross_validate(inputs, head, cfg, k=k, seeds=seeds, device=device, workers=workers)
     return CurveResult(head=head, store=inputs.name, results=[run(k) for k in kept], notes=notes)
+
+
+# -- cross-corpus evaluation -------------------------------------------------------------------------------
+@dataclass(eq=False)
+class CrossCorpusResult(CVResult):
+    """A cross-corpus run (:func:`cross_corpus`): one model per seed fitted on every labelled utterance of
+    the training corpora (or ``k`` per class of them), scored on every test corpus.
+
+    The :class:`CVResult` fields keep their meaning with "fold" read as "test corpus": ``folds`` holds one
+    row per (seed, test corpus) with ``n_test`` its scored utterances; ``summary`` averages those rows over
+    the test corpora (``std_over``: ``seeds``, ``test corpora`` or ``none``); ``pooled`` scores all scored
+    test predictions of a seed together (several test corpora joined); ``confusion`` is summed over test
+    corpora and seeds; ``predictions["row"]`` indexes ``test`` and ``predictions["fold"]`` names the corpus.
+
+    Extra attributes:
+        test: the test :class:`~train.data.Inputs`, encoded with the training classes (``y = -1``: not scored).
+        train_corpora, test_corpora: corpus names (:func:`train.data.corpus_name`; a join's ``corpora``).
+        not_scored: ``{"unlabelled": n, "outside_classes": {label: n}}``, the test rows left out of every score.
+    """
+
+    test: Inputs | None = None
+    train_corpora: tuple[str, ...] = ()
+    test_corpora: tuple[str, ...] = ()
+    not_scored: dict[str, Any] = field(default_factory=dict)
+
+    def metrics_extra(self) -> dict[str, Any]:
+        """What ``metrics.json`` adds to the cv keys for a cross-corpus run."""
+        assert self.test is not None
+        return {"protocol": "cross-corpus", "train_corpora": list(self.train_corpora),
+                "test_corpora": list(self.test_corpora), "not_scored": self.not_scored,
+                "n_scored": int(len(self.test.labelled)), "n_test_rows": int(self.test.n)}
+
+
+def corpus_rows(store: Any) -> tuple[tuple[str, ...], np.ndarray]:
+    """The corpora of a store and int64 [N] the corpus index of each row.
+
+    A store joined by :func:`train.data.combine_stores` names its corpora in ``provenance["corpora"]`` and
+    prefixes every utt_id with ``<corpus>/``; any other store is one corpus (:func:`train.data.corpus_name`).
+    """
+    from .data import corpus_name
+
+    names = store.provenance.get("corpora") if store.provenance.get("combined_from") else None
+    if not names:
+        return (corpus_name(store),), np.zeros(store.n, np.int64)
+    ids = store.utt_ids.astype(str)
+    index = np.full(store.n, -1, np.int64)
+    for i, name in enumerate(names):
+        index[np.char.startswith(ids, f"{name}/")] = i
+    return tuple(str(n) for n in names), index
+
+
+def _unprefixed(values: np.ndarray, names: Sequence[str], index: np.ndarray, joined: bool) -> list[str]:
+    """``values`` (utt_ids or speakers) without the ``<corpus>/`` prefix a join put on them."""
+    if not joined:
+        return [str(v) for v in values]
+    return [str(v)[len(names[i]) + 1:] for v, i in zip(values, index)]
+
+
+def overlap_warnings(train: Inputs, test: Inputs, scored: np.ndarray) -> list[str]:
+    """One line per (test corpus, training corpus) pair sharing utterance ids or speaker names.
+
+    Compared: the labelled training rows and the ``scored`` test rows, by the ids and speakers the corpora
+    themselves use (without a join's ``<corpus>/`` prefix). A shared id suggests the same recording in both
+    (the score is then not cross-corpus); a shared speaker name may be the same person (not
+    speaker-independent) or a coincidence of numbering, which the message says.
+    """
+    out = []
+    tr_names, tr_idx = corpus_rows(train.audio)
+    te_names, te_idx = corpus_rows(test.audio)
+    lab = train.labelled
+    tr_ids = _unprefixed(train.audio.utt_ids[lab], tr_names, tr_idx[lab], len(tr_names) > 1)
+    tr_spk = _unprefixed(train.audio.speakers[lab], tr_names, tr_idx[lab], len(tr_names) > 1)
+    te_ids = _unprefixed(test.audio.utt_ids[scored], te_names, te_idx[scored], len(te_names) > 1)
+    te_spk = _unprefixed(test.audio.speakers[scored], te_names, te_idx[scored], len(te_names) > 1)
+    for j, tname in enumerate(te_names):
+        sel = te_idx[scored] == j
+        ids_j = {u for u, s in zip(te_ids, sel) if s}
+        spk_j = {u for u, s in zip(te_spk, sel) if s}
+        for i, rname in enumerate(tr_names):
+            ids_i = {u for u, c in zip(tr_ids, tr_idx[lab]) if c == i}
+            spk_i = {u for u, c in zip(tr_spk, tr_idx[lab]) if c == i}
+            shared = sorted(ids_j & ids_i)
+            if shared:
+                out.append(f"test corpus {tname}: {len(shared)} of its {len(ids_j)} scored utterance ids also occur "
+                           f"in training corpus {rname} (e.g. {shared[0]!r}): if they are the same recordings the "
+                           f"test is not cross-corpus and its scores are optimistic; test on another corpus")
+            shared = sorted(spk_j & spk_i)
+            if shared:
+                out.append(f"test corpus {tname}: speakers {', '.join(map(repr, shared[:3]))}"
+                           f"{' …' if len(shared) > 3 else ''} ({len(shared)}) also occur in training corpus "
+                           f"{rname}: if they are the same people the test is not speaker-independent (names "
+                           f"that merely coincide, such as numbered speakers, do no harm)")
+    return out
+
+
+def check_same_features(train: Inputs, test: Inputs) -> None:
+    """Refuse (``StoreError``) test stores whose features differ from the training stores'.
+
+    Compared like a model bundle is at predict time (:func:`train.bundle.check_provenance`): the
+    :class:`~ser_common.identity.FeatureIdentity` of each store in the ``features`` scope (encoder weights,
+    layer, crop, rates, dims, …; not the manifest). Audio is compared with audio, text with text; a text
+    store on one side only is refused too.
+    """
+    from ser_common.identity import FeatureIdentity, format_diff
+    from ser_common.store import StoreError
+
+    if (train.text is None) != (test.text is None):
+        have, lack = ("training", "test") if test.text is None else ("test", "training")
+        raise StoreError(f"{test.audio.path}: the {have} stores have a text store and the {lack} stores do not; "
+                         f"give one --test-text per --test-store exactly when --text is given")
+    for a, b in zip(train.stores, test.stores):
+        diff = FeatureIdentity.from_provenance(a.provenance).diff(FeatureIdentity.from_provenance(b.provenance),
+                                                                  scope="features")
+        if diff:
+            raise StoreError(f"{b.path}: cannot test on it: its features differ from the training stores' "
+                             f"({format_diff(diff, a.path.name, b.path.name)}); extract the test corpus with "
+                             f"the training stores' settings (ser-extract --like) or test on a store that has them")
+
+
+def _not_scored(test: Inputs) -> dict[str, Any]:
+    labels = test.audio.labels
+    outside = Counter(str(lab) for lab, y in zip(labels, test.y) if lab and y < 0)
+    return {"unlabelled": int(sum(1 for lab in labels if not lab)), "outside_classes": dict(sorted(outside.items()))}
+
+
+def cross_corpus(train: Inputs, test: Inputs, head: str, cfg: TrainConfig, k: int | None = None,
+                 seeds: Sequence[int] = (0,), device: str = "cpu", precompute: bool = True,
+                 on_job_done: Callable[[int], None] | None = None, workers: int = 1) -> CrossCorpusResult:
+    """Train ``head`` on every labelled row of ``train`` (``k`` per class with ``k``), test on ``test``.
+
+    One model per seed (:func:`train.trainer.fit_jobs`), scored on each test corpus of ``test`` on its own
+    (a row of ``folds``) and on all of them together (``pooled``). The classes are the training classes:
+    ``test`` is re-encoded with them, and its rows with another label (or none) are not scored (counted in
+    ``not_scored``, with a warning for other labels). Refused: fewer than two training classes, test
+    stores of other features (:func:`check_same_features`), no scorable test row. Warned: a training class
+    with no test utterance in a test corpus (its UA/F1 average over fewer classes), a test corpus with no
+    scorable row, shared utterance ids or speaker names (:func:`overlap_warnings`).
+    """
+    from .data import encode_labels
+
+    start = time.perf_counter()
+    cfg = head_config(head, cfg)      # a preset head (bimodal-xu) records the values it really trains with
+    seeds, seed_note = dedupe_seeds(seeds)
+    if not seeds:
+        raise ValueError("at least one seed is needed")
+    check_classes(train, "train")
+    check_same_features(train, test)
+    test = Inputs(audio=test.audio, text=test.text, classes=train.classes,
+                  y=encode_labels(test.audio.labels, train.classes))
+    classes = train.classes
+    tr_names, _ = corpus_rows(train.audio)
+    te_names, te_idx = corpus_rows(test.audio)
+    scored = test.labelled
+    not_scored = _not_scored(test)
+    if len(scored) == 0:
+        raise ValueError(f"{test.audio.path}: no test utterance carries one of the training classes "
+                         f"({', '.join(classes)}); its labels: {', '.join(not_scored['outside_classes']) or 'none'}; "
+                         f"nothing to score: test on a labelled corpus of these classes")
+    notes = [seed_note] if seed_note else []
+    warnings: list[str] = []
+    outside = not_scored["outside_classes"]
+    if outside:
+        warnings.append(f"{sum(outside.values())} test utterances labelled {', '.join(outside)} are not among the "
+                        f"training classes ({', '.join(classes)}) and are not scored")
+    if not_scored["unlabelled"]:
+        notes.append(f"{not_scored['unlabelled']} unlabelled test utterances are not scored")
+    for j, name in enumerate(te_names):
+        present = set(test.y[scored[te_idx[scored] == j]].tolist())
+        if not present:
+            warnings.append(f"test corpus {name}: no utterance carries a training class: it is not scored")
+            continue
+        missing = [classes[c] for c in range(len(classes)) if c not in present]
+        if missing:
+            warnings.append(f"test corpus {name}: no test utterance of {', '.join(missing)}: its UA and F1 average "
+                            f"over the other {len(present)} classes"
+                            + (" (pooled scores count every class of any test corpus)" if len(te_names) > 1 else ""))
+    warnings += overlap_warnings(train, test, scored)
+    jobs = [Job(subsample(train, train.labelled, k, seed), seed, 0) for seed in seeds]
+    models = fit_jobs(train, head, cfg, jobs, device, precompute=precompute, on_done=on_job_done, workers=workers)
+    fit_seconds = time.perf_counter() - start
+    n_classes = len(classes)
+    total_cm = np.zeros((n_classes, n_classes), np.int64)
+    seed_cm: dict[int, np.ndarray] = {}
+    rows_out: list[dict[str, Any]] = []
+    parts: dict[str, list[np.ndarray]] = {"row": [], "fold": [], "seed": [], "y": [], "pred": [], "proba": []}
+    corpus_of = np.array(te_names, dtype=object)[te_idx[scored]]
+    for job, model in zip(jobs, models):
+        proba = predict_proba(model, test, scored, device, precompute=precompute, eval_batch=cfg.eval_batch)
+        if not np.isfinite(proba).all():
+            raise TrainingDiverged(f"head {head!r}, {job.describe()}: the predictions on the test corpora are "
+                                   f"NaN/Inf although training stayed finite; no score is reported: lower the "
+                                   f"learning rate (--lr, now {cfg.lr:g}) or check the stores' features")
+        pred = proba.argmax(1)
+        y = test.y[scored]
+        seed_cm[job.seed] = confusion_matrix(y, pred, n_classes)
+        total_cm += seed_cm[job.seed]
+        for j, name in enumerate(te_names):
+            sel = te_idx[scored] == j
+            if not sel.any():
+                continue
+            rows_out.append({"seed": job.seed, "fold": name, "n_train": int(len(job.train)),
+                             "n_test": int(sel.sum()), "epochs": model.epochs, "steps": model.steps,
+                             "train_counts": class_counts(train, job.train),
+                             **scores_from_confusion(confusion_matrix(y[sel], pred[sel], n_classes)),
+                             **layer_weights_of(model)})
+        parts["row"].append(scored)
+        parts["fold"].append(corpus_of)
+        parts["seed"].append(np.full(len(scored), job.seed))
+        parts["y"].append(y)
+        parts["pred"].append(pred)
+        parts["proba"].append(proba)
+    summary = summarize(rows_out, seeds)
+    if len(seeds) == 1:
+        summary["std_over"] = "test corpora" if summary["n_folds"] > 1 else "none (one seed, one test corpus)"
+    seconds = time.perf_counter() - start
+    return CrossCorpusResult(
+        head=head, store=f"{'+'.join(tr_names)}-to-{'+'.join(te_names)}", k=k, seeds=seeds, config=cfg,
+        classes=classes, folds=rows_out, confusion=total_cm,
+        predictions={key: np.concatenate(v) for key, v in parts.items()}, summary=summary, seconds=seconds,
+        device=device, notes=notes, pooled=pooled_scores(seed_cm), warnings=warnings, fit_seconds=fit_seconds,
+        eval_seconds=seconds - fit_seconds, test=test, train_corpora=tr_names, test_corpora=te_names,
+        not_scored=not_scored)
+
+
+def leave_one_corpus_out(audio: Sequence[Any], text: Sequence[Any] | None, head: str, cfg: TrainConfig,
+                         k: int | None = None, seeds: Sequence[int] = (0,), device: str = "cpu",
+                         precompute: bool = True, workers: int = 1, intersect: bool = False,
+                         on_result: Callable[[CrossCorpusResult, Inputs], None] | None = None,
+                         on_job_done: Callable[[int], None] | None = None) -> list[CrossCorpusResult]:
+    """:func:`cross_corpus` once per corpus: train on the other corpora joined, test on it.
+
+    ``audio``: one loaded store (:class:`~train.data.StoreData`) per corpus, at least two; ``text``: ``None``
+    or one text store per audio store, in the same order. ``on_result(result, train_inputs)`` is called after
+    each held-out corpus (the CLI writes its run folder then, so the joined training stores need not be kept).
+    """
+    from .data import combine_stores, make_inputs
+
+    audio = list(audio)
+    if len(audio) < 2:
+        raise ValueError(f"leave-one-corpus-out needs at least two corpora (one store each), got {len(audio)}; "
+                         f"with one corpus use cross-validation (ser-train cv)")
+    if text is not None and len(text) != len(audio):
+        raise ValueError(f"{len(audio)} audio stores but {len(text)} text stores: give one text store per audio "
+                         f"store, in the same order")
+    out = []
+    for i in range(len(audio)):
+        rest = [j for j in range(len(audio)) if j != i]
+        train = make_inputs(combine_stores([audio[j] for j in rest]),
+                            combine_stores([text[j] for j in rest]) if text is not None else None,
+                            intersect=intersect)
+        test = make_inputs(audio[i], text[i] if text is not None else None, classes=train.classes,
+                           intersect=intersect)
+        result = cross_corpus(train, test, head, cfg, k=k, seeds=seeds, device=device, precompute=precompute,
+                              on_job_done=on_job_done, workers=workers)
+        if on_result is not None:
+            on_result(result, train)
+        out.append(result)
+    return out

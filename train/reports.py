@@ -10,8 +10,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .forecast import Forecast, forecast_size
-from .protocol import METRICS, CVResult
+from .forecast import MAX_EXTRAPOLATION, Backtest, Forecast, backtest, forecast_size
+from .protocol import METRICS, CrossCorpusResult, CVResult
 
 CURVE_COLUMNS = ("store", "head", "schedule", "k", "seed", "n_train", "ua", "wa", "f1", "ua_pooled", "wa_pooled",
                  "f1_pooled", "run_dir")
@@ -43,9 +43,13 @@ def format_cv_summary(result: CVResult) -> str:
     notes and warnings."""
     s = result.summary
     k = "all training data" if result.k is None else f"k={result.k} per class"
+    cross = isinstance(result, CrossCorpusResult)   # "fold" = test corpus
     lines = [f"{result.head} on {result.store} ({k}; seeds {','.join(map(str, result.seeds))}; "
              f"{describe_schedule(result)}; device {result.device}; {result.seconds:.1f} s)",
-             f"{'fold':<12}{'n_train':>8}{'n_test':>8}{'UA':>8}{'WA':>8}{'F1':>8}"]
+             f"{'test corpus' if cross else 'fold':<12}{'n_train':>8}{'n_test':>8}{'UA':>8}{'WA':>8}{'F1':>8}"]
+    if cross:
+        lines.insert(1, f"trained on {' + '.join(result.train_corpora)}, tested on each of "
+                        f"{', '.join(result.test_corpora)} (classes {', '.join(result.classes)})")
     names = list(dict.fromkeys(f["fold"] for f in result.folds))
     for name in names:
         fs = [f for f in result.folds if f["fold"] == name]
@@ -58,7 +62,7 @@ def format_cv_summary(result: CVResult) -> str:
         several = p.get("std_over") == "seeds"
         lines.append(f"{'pooled':<28}" + "  ".join(
             f"{m.upper()} {pm(p[m], p[f'{m}_std']) if several else pct(p[m])}" for m in METRICS)
-            + f"  (all {p['n_predictions']} held-out predictions together"
+            + f"  (all {p['n_predictions']} {'test' if cross else 'held-out'} predictions together"
             + ("; per seed, mean ± std over seeds)" if several else ")"))
     for note in result.notes:
         lines.append(f"note: {note}")
@@ -97,6 +101,48 @@ def read_curve_csv(path: str | os.PathLike) -> list[dict[str, Any]]:
             if r.get(m) not in (None, ""):
                 r[m] = float(r[m])
     return rows
+
+
+def fill_pooled_from_runs(rows: Sequence[dict[str, Any]], base: str | os.PathLike) -> int:
+    """Give rows of an old curve.csv (written before the ``*_pooled`` columns) their pooled UA/WA/F1, from the
+    ``predictions.csv`` of the run folder each row names (``run_dir``, relative to ``base`` (the curve's
+    folder) or to the working directory): the scores of the confusion matrix of that seed's held-out
+    predictions, summed over its folds, as :func:`train.protocol.pooled_scores` computes them. Rows whose
+    run folder or predictions are missing are left as they are. Returns the number of rows filled in place.
+    """
+    from .metrics import scores_from_confusion
+
+    cache: dict[Path, dict[str, dict[str, float]]] = {}
+    filled = 0
+    for r in rows:
+        if r.get("ua_pooled") not in (None, "") or not r.get("run_dir"):
+            continue
+        found = [d / "predictions.csv" for d in (Path(base) / r["run_dir"], Path(r["run_dir"]))
+                 if (d / "predictions.csv").is_file()]
+        if not found:
+            continue
+        path = found[0]
+        if path not in cache:
+            with open(path, newline="") as f:
+                reader = csv.DictReader(f)
+                classes = [c[2:] for c in reader.fieldnames or [] if c.startswith("p_")]
+                index = {c: i for i, c in enumerate(classes)}
+                cms: dict[str, np.ndarray] = {}
+                try:
+                    for p in reader:
+                        cm = cms.setdefault(str(p["seed"]), np.zeros((len(classes), len(classes)), np.int64))
+                        cm[index[p["label"]], index[p["pred"]]] += 1
+                except KeyError as e:
+                    raise ValueError(f"{path}: not a predictions.csv of a run folder (unknown class or column "
+                                     f"{e}); rerun `ser-train curve`") from None
+            cache[path] = {seed: scores_from_confusion(cm) for seed, cm in cms.items()}
+        seed = str(int(float(r["seed"]))) if r.get("seed") not in (None, "") else ""
+        scores = cache[path].get(seed)
+        if scores is None:
+            continue
+        r.update({f"{m}_pooled": scores[m] for m in METRICS})
+        filled += 1
+    return filled
 
 
 def curve_points(rows: Sequence[dict[str, Any]], metric: str = "ua") -> dict[str, list[tuple[str, float, float, float]]]:
@@ -159,27 +205,165 @@ def plot_curve(rows: Sequence[dict[str, Any]], path: str | os.PathLike, title: s
     return path
 
 
-def forecasts(rows: Sequence[dict[str, Any]], targets: Sequence[float]) -> list[tuple[str, Forecast | str]]:
-    """For each store of a curve and each target UA (fraction): the forecast, or why there is none."""
+FORECAST_METRICS = ("ua_pooled", "ua")
+"""Curve columns a forecast can fit: ``ua_pooled`` (default; all held-out predictions of a run together,
+honest also when a fold's test session lacks a class) or ``ua`` (the mean of the per-fold UAs)."""
+
+
+def describe_metric(metric: str, series: dict[str, tuple[str, list[float], list[float]]] | None = None) -> str:
+    """What ``--metric`` fits, for the line printed above forecasts and backtests; with ``series``
+    (:func:`curve_series`) the metric its lines actually use (``ua`` where the curve has no pooled UA)."""
+    used = {m for m, _, _ in (series or {}).values()}
+    if metric == "ua_pooled" and used == {"ua"}:
+        return "fitted on the fold-mean UA (the curve has no pooled UA)"
+    if metric == "ua_pooled" and len(used) > 1:
+        return "fitted on pooled UA where the curve has it, else on the fold-mean UA (see the note)"
+    if metric == "ua_pooled":
+        return ("fitted on pooled UA (all held-out predictions of each run together: honest also when a fold "
+                "lacks a class; --metric ua for the fold mean)")
+    return "fitted on the fold-mean UA (the paper's protocol; --metric ua_pooled for the pooled UA)"
+
+
+def curve_series(rows: Sequence[dict[str, Any]], metric: str = "ua_pooled"
+                 ) -> tuple[dict[str, tuple[str, list[float], list[float]]], list[str]]:
+    """Per store of a curve (in order of first appearance): ``(metric used, sizes, UA values)``, one entry per
+    row; and a note for each store that falls back from ``ua_pooled`` to ``ua`` because its rows lack the
+    pooled column (curve.csv files written before pooled scores were recorded)."""
+    if metric not in FORECAST_METRICS:
+        raise ValueError(f"unknown forecast metric {metric!r}: choose one of {', '.join(FORECAST_METRICS)}")
     by_store: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         by_store[r["store"]].append(r)
-    out: list[tuple[str, Forecast | str]] = []
+    out: dict[str, tuple[str, list[float], list[float]]] = {}
+    fallback: list[str] = []
     for store, rs in by_store.items():
+        used = metric
+        if metric == "ua_pooled" and any(r.get("ua_pooled") in (None, "") for r in rs):
+            used = "ua"
+            fallback.append(store)
+        out[store] = (used, [float(r["n_train"]) for r in rs], [float(r[used]) for r in rs])
+    notes = [f"no pooled UA in the curve for {', '.join(fallback)} (written before pooled scores were recorded): "
+             f"fitted on the fold-mean UA instead; rerun `ser-train curve` for pooled figures"] if fallback else []
+    return out, notes
+
+
+def curve_ks(rows: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """Per store: its k values in order of size, as ``--ks`` takes them (``"25,50,125,all"``)."""
+    return {store: ",".join(p[0] for p in pts) for store, pts in curve_points(rows).items()}
+
+
+def forecasts(rows: Sequence[dict[str, Any]], targets: Sequence[float], metric: str = "ua_pooled",
+              max_factor: float = MAX_EXTRAPOLATION) -> list[tuple[str, Forecast | str]]:
+    """For each store of a curve and each target UA (fraction): the forecast (refused beyond ``max_factor`` ×
+    the largest measured size, see :class:`~train.forecast.Forecast`), or why there is none. ``metric``: see
+    :func:`curve_series`."""
+    series, _ = curve_series(rows, metric)
+    out: list[tuple[str, Forecast | str]] = []
+    for store, (used, sizes, ua) in series.items():
         for target in targets:
             try:
-                with np.errstate(over="ignore"):  # far-off targets overflow exp(): reported as extrapolations
-                    out.append((store, forecast_size([r["n_train"] for r in rs], [r["ua"] for r in rs], target)))
+                out.append((store, forecast_size(sizes, ua, target, max_factor=max_factor, metric=used)))
             except ValueError as e:
                 out.append((store, f"UA {100 * target:.1f}%: no forecast ({e})"))
     return out
 
 
-def format_forecasts(items: Sequence[tuple[str, Forecast | str]]) -> str:
-    return "\n".join(f"{store}: {f if isinstance(f, str) else f.summary()}" for store, f in items)
+def format_forecasts(items: Sequence[tuple[str, Forecast | str]], ks: dict[str, str] | None = None) -> str:
+    """One line per (store, target); ``ks`` (:func:`curve_ks`) is quoted in the advice of refused ones."""
+    ks = ks or {}
+    return "\n".join(f"{store}: {f if isinstance(f, str) else f.summary(ks.get(store, ''))}" for store, f in items)
+
+
+def backtests(rows: Sequence[dict[str, Any]], metric: str = "ua_pooled") -> list[tuple[str, Backtest | str]]:
+    """For each store of a curve: :func:`~train.forecast.backtest` (fit on the smaller sizes, forecast the
+    largest), or why there is none."""
+    series, _ = curve_series(rows, metric)
+    out: list[tuple[str, Backtest | str]] = []
+    for store, (used, sizes, ua) in series.items():
+        try:
+            out.append((store, backtest(sizes, ua, metric=used)))
+        except ValueError as e:
+            out.append((store, f"no backtest ({e})"))
+    return out
+
+
+def format_backtests(items: Sequence[tuple[str, Backtest | str]]) -> str:
+    """A plain-text table, one line per store: the sizes fitted, the held-out size and how far it lies beyond
+    them, measured and forecast UA (%) and the error in UA points, the size the fit says the measured UA
+    needs (with its interval) and its ratio to the size that reached it."""
+    header = ("store", "UA", "fit on sizes", "forecast at", "measured", "forecast", "error",
+              "size for measured UA (interval)", "size ratio")
+    table: list[tuple[str, ...]] = []
+    reasons: list[str] = []
+    for store, b in items:
+        if isinstance(b, str):
+            reasons.append(f"{store}: {b}")
+            continue
+        size = ("unreachable (slope <= 0)" if not np.isfinite(b.n_needed)
+                else f"{b.n_needed:,.0f} ({b.n_low:,.0f}-{b.n_high:,.0f})" if b.n_low < b.n_high
+                else f"{b.n_needed:,.0f} (no spread)")
+        table.append((store, "pooled" if b.metric == "ua_pooled" else "fold mean",
+                      ", ".join(f"{x:.0f}" for x in b.fit_sizes),
+                      f"{b.held_out_size:.0f} ({b.extrapolation_factor:.1f}x)", pct(b.measured_ua),
+                      pct(b.predicted_ua), f"{100 * b.ua_error:+.1f}", size,
+                      f"{b.size_ratio:.2f}x" if np.isfinite(b.size_ratio) else "-"))
+    lines = []
+    if table:
+        widths = [max(len(r[i]) for r in (header, *table)) for i in range(len(header))]
+        left = {0, 1, 2, 7}
+        for r in (header, *table):
+            lines.append("  ".join(c.ljust(w) if i in left else c.rjust(w)
+                                   for i, (c, w) in enumerate(zip(r, widths))).rstrip())
+        lines.append("error = forecast - measured UA (points; positive = optimistic); size ratio = the size the fit "
+                     "needs for the measured UA / the size that reached it (below 1 = optimistic)")
+    return "\n".join(lines + reasons)
 
 
 def md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     out = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
     out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     return "\n".join(out)
+
+
+# -- leave-one-corpus-out ----------------------------------------------------------------------------------
+LOCO_HEADER = ("held-out corpus", "train corpora", "n_train", "n_test", "UA %", "WA %", "F1 %", "in-corpus cv UA %")
+"""loco.md's columns: n_train is per model (mean over seeds), n_test the scored utterances of the held-out
+corpus; UA/WA/F1 are pooled over them (± std over seeds with several); the last column is the pooled UA of
+speaker-independent cv inside the held-out corpus (``--in-corpus``), for comparison."""
+
+
+def loco_rows(results: Sequence[CrossCorpusResult],
+              in_corpus: dict[str, CVResult | str] | None = None) -> list[dict[str, Any]]:
+    """One dict per held-out corpus (for ``loco.json``): held_out, train_corpora, n_train, n_test,
+    ``<m>``/``<m>_std`` (pooled, :func:`train.protocol.pooled_scores`), in_corpus_ua (pooled UA of the
+    in-corpus cv, or ``None`` with in_corpus_note saying why), warnings, run_dir."""
+    in_corpus = in_corpus or {}
+    out = []
+    for r in results:
+        name = "+".join(r.test_corpora)
+        cv = in_corpus.get(name)
+        out.append({"held_out": name, "train_corpora": list(r.train_corpora),
+                    "n_train": float(r.summary["n_train_mean"]), "n_test": int(r.pooled["n_predictions"]),
+                    **{m: float(r.pooled[m]) for m in METRICS},
+                    **{f"{m}_std": float(r.pooled[f"{m}_std"]) for m in METRICS},
+                    "in_corpus_ua": float(cv.pooled["ua"]) if isinstance(cv, CVResult) else None,
+                    "in_corpus_run_dir": str(cv.run_dir) if isinstance(cv, CVResult) and cv.run_dir else None,
+                    "in_corpus_note": cv if isinstance(cv, str) else None,
+                    "not_scored": r.not_scored, "warnings": list(r.warnings),
+                    "run_dir": str(r.run_dir) if r.run_dir is not None else None})
+    return out
+
+
+def loco_markdown(rows: Sequence[dict[str, Any]], several_seeds: bool) -> str:
+    """``loco.md``: :data:`LOCO_HEADER` per held-out corpus, then the unweighted mean over held-out corpora."""
+    def cell(r: dict[str, Any], m: str) -> str:
+        return pm(r[m], r[f"{m}_std"]) if several_seeds else pct(r[m])
+
+    body = [[r["held_out"], " + ".join(r["train_corpora"]), f"{r['n_train']:.0f}", str(r["n_test"]),
+             *[cell(r, m) for m in METRICS],
+             pct(r["in_corpus_ua"]) if r["in_corpus_ua"] is not None else "—"] for r in rows]
+    ins = [r["in_corpus_ua"] for r in rows if r["in_corpus_ua"] is not None]
+    body.append(["mean over held-out corpora", "", "", str(sum(r["n_test"] for r in rows)),
+                 *[pct(float(np.mean([r[m] for r in rows]))) for m in METRICS],
+                 pct(float(np.mean(ins))) if len(ins) == len(rows) else "—"])
+    return md_table(LOCO_HEADER, body)

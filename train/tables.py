@@ -380,6 +380,11 @@ def format_table2(res: dict[str, Any]) -> str:
              md_table(["model", "UA %", "WA %", "macro F1 %", "pooled UA %", "pooled WA %", "pooled F1 %", "run"],
                       rows), "", f"Paper reference: {PAPER_TABLE2}."]
     lines += [f"Note: {n}" for n in res["notes"] if "bimodal" in n]
+    if any(r.get("head", "").startswith("bimodal") for rs in res["table2"].values() for r in rs):
+        crop = res["stores"].get("pretrained", {}).get("crop_s")
+        audio = f"the first {crop:g} s of each utterance" if crop else "whole utterances"
+        lines.append(f"Note: bimodal rows: the text store holds the tokens of the whole transcript, the audio "
+                     f"store {audio} (without word time stamps the text cannot follow the audio crop).")
     lines += [f"Warning: {w}" for w in res.get("warnings", [])]
     return "\n".join(lines)
 

@@ -19,6 +19,11 @@ Two engines:
   :func:`train_frame` on the same jobs to float rounding; with dropout the masks come from another
   random stream (same distribution).
 
+Both engines weight the cross-entropy per class when ``cfg.class_weight == "balanced"``
+(:func:`class_weights`, from each job's own training rows) with the same semantics, PyTorch's weighted
+mean over a batch ``Σ w_yi · CE_i / Σ w_yi``; with ``none`` the loss is the plain batch mean (unchanged
+numbers).
+
 Both engines refuse to return a model whose training went non-finite (:class:`TrainingDiverged`, a
 one-line message naming the head, the job's fold and seed, the epoch and step, and the fix): the frame
 loop records every step's loss on the device and checks the losses and the weights once per epoch (one
@@ -41,7 +46,8 @@ from .batching import eval_batches, gather_padded, training_plan
 from .config import TrainConfig
 from .data import Inputs
 from .dropout import keep_mask
-from .heads import Head, build_head, head_class
+from .heads import Head, LayerSumHead, build_head, head_class
+from .layers import training_view
 from .normalization import Standardizer, fit_standardizer
 from .parallel import can_fork, fit_parallel
 
@@ -130,6 +136,22 @@ def _check_rows(inputs: Inputs, rows: np.ndarray, job: Job | None = None) -> Non
                          f"at least two classes; label utterances of another class")
 
 
+def class_weights(y: np.ndarray, rows: np.ndarray, n_classes: int, mode: str) -> np.ndarray | None:
+    """Per-class loss weights float32 [C] for training rows ``rows`` (``None`` for ``mode == "none"``).
+
+    ``balanced``: ``w_c = n / (C × count_c)`` with ``n = len(rows)`` and ``count_c`` the rows of class c (so
+    a balanced set gets 1 everywhere); a class with no training row gets 0 (it never occurs as a target).
+    ``y``: int64 class index per store row (all of ``rows`` labelled).
+    """
+    if mode == "none":
+        return None
+    if mode != "balanced":
+        raise ValueError(f"unknown class weight {mode!r}; choose none or balanced")
+    counts = np.bincount(y[rows], minlength=n_classes).astype(np.float64)
+    w = np.divide(len(rows), n_classes * counts, out=np.zeros(n_classes), where=counts > 0)
+    return w.astype(np.float32)
+
+
 def _diverged(head_name: str, job: Job, cfg: TrainConfig, what: str, step: int, n_steps: int,
               steps_per_epoch: int) -> TrainingDiverged:
     """The error of a job whose ``what`` ("the loss became nan") happened at 0-based ``step``."""
@@ -175,6 +197,8 @@ def train_frame(inputs: Inputs, head_name: str, cfg: TrainConfig, job: Job, devi
     plan = training_plan(job.train, epochs, cfg.batch_size, job.rng(), inputs.audio.lengths,
                          bucket=cfg.bucket and not cls.pooled)
     y = torch.from_numpy(inputs.y).to(device)
+    cw = class_weights(inputs.y, job.train, len(inputs.classes), cfg.class_weight)
+    cw_t = torch.from_numpy(cw).to(device) if cw is not None else None
     per_epoch = max(1, math.ceil(len(job.train) / cfg.batch_size))   # plan = epochs × per_epoch batches
     losses = torch.zeros(len(plan), device=device)                  # every step's loss, checked per epoch
     checked = 0
@@ -182,7 +206,7 @@ def train_frame(inputs: Inputs, head_name: str, cfg: TrainConfig, job: Job, devi
     for s, rows in enumerate(plan):
         rows_t = torch.from_numpy(rows).to(device)
         logits = _forward(head, inputs, rows_t, device, stds_dev, cls.bimodal)
-        loss = F.cross_entropy(logits, y[rows_t])
+        loss = F.cross_entropy(logits, y[rows_t], weight=cw_t)
         losses[s] = loss.detach()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -214,8 +238,9 @@ def train_pooled(inputs: Inputs, head_name: str, cfg: TrainConfig, jobs: Sequenc
     went NaN/Inf at some step, or a weight is NaN/Inf at the end.
     """
     cls = head_class(head_name)
-    if not cls.pooled:
-        raise ValueError(f"head {head_name!r} is not a pooled head; use train_frame")
+    if not cls.pooled or cfg.layer_sum > 1:
+        raise ValueError(f"head {head_name!r}{' with a layer sum' if cls.pooled else ''} is not a pooled head; "
+                         f"use train_frame")
     if not jobs:
         return []
     for job in jobs:
@@ -238,11 +263,16 @@ def train_pooled(inputs: Inputs, head_name: str, cfg: TrainConfig, jobs: Sequenc
     n_jobs, s_max, bs = len(jobs), int(n_steps.max()), cfg.batch_size
 
     plan = np.zeros((n_jobs, s_max, bs), dtype=np.int64)
-    weight = np.zeros((n_jobs, s_max, bs), dtype=np.float32)   # 1 / batch size on real entries, else 0
+    weight = np.zeros((n_jobs, s_max, bs), dtype=np.float32)   # per-entry share of the batch loss, 0 on padding
     for slot, j in enumerate(order):
+        cw = class_weights(inputs.y, jobs[j].train, n_classes, cfg.class_weight)
         for s, rows in enumerate(plans[j]):
             plan[slot, s, :len(rows)] = rows
-            weight[slot, s, :len(rows)] = 1.0 / len(rows)
+            if cw is None:
+                weight[slot, s, :len(rows)] = 1.0 / len(rows)          # plain mean
+            else:
+                w_y = cw[inputs.y[rows]].astype(np.float64)          # weighted mean: w_y / Σ_batch w_y
+                weight[slot, s, :len(rows)] = w_y / w_y.sum()
     active = np.array([(n_steps > s).sum() for s in range(s_max)])
     plan_t = torch.from_numpy(plan).to(device)
     weight_t = torch.from_numpy(weight).to(device)
@@ -315,13 +345,14 @@ def fit_jobs(inputs: Inputs, head_name: str, cfg: TrainConfig, jobs: Sequence[Jo
     cls = head_class(head_name)
     head_in_dims(head_name, inputs)  # fails early when a bimodal head has no text store
     out: list[FittedModel] = []
-    if cls.pooled and precompute:
+    if cls.pooled and precompute and cfg.layer_sum == 1:
         groups = [list(jobs)] if cfg.batched_folds else [[j] for j in jobs]
         for group in groups:
             out.extend(train_pooled(inputs, head_name, cfg, group, device))
             if on_done:
                 on_done(len(group))
         return out
+    inputs = training_view(inputs, head_name, cfg.layer_sum)
     if workers > 1 and len(jobs) > 1 and can_fork(device):
         return fit_parallel(inputs, head_name, cfg, jobs, device, min(workers, len(jobs)), on_done)
     for job in jobs:
@@ -331,21 +362,33 @@ def fit_jobs(inputs: Inputs, head_name: str, cfg: TrainConfig, jobs: Sequence[Jo
     return out
 
 
+def _scaled(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``logits / temperature`` (``logits`` itself at T = 1, so uncalibrated numbers stay bit-identical)."""
+    return logits if temperature == 1.0 else logits / temperature
+
+
 def predict_proba(model: FittedModel, inputs: Inputs, rows: np.ndarray, device: str = "cpu",
-                  precompute: bool = True, eval_batch: int = 64) -> np.ndarray:
-    """Class probabilities float32 [len(rows) × C] of ``model`` on ``inputs`` rows (in the order given)."""
+                  precompute: bool = True, eval_batch: int = 64, temperature: float = 1.0) -> np.ndarray:
+    """Class probabilities float32 [len(rows) × C] of ``model`` on ``inputs`` rows (in the order given).
+
+    ``temperature``: ``softmax(logits / T)`` (a calibrated bundle's T, :mod:`train.calibration`); the
+    default 1 leaves the logits untouched.
+    """
     rows = np.asarray(rows, dtype=np.int64)
     cls = head_class(model.head_name)
     head = model.head.to(device).eval()
     if len(rows) == 0:
         return np.zeros((0, len(model.classes)), np.float32)
     uniq, inverse = np.unique(rows, return_inverse=True)
+    if isinstance(head, LayerSumHead):
+        inputs = training_view(inputs, model.head_name, head.layer_sum.n_layers)
     with torch.no_grad():
-        if cls.pooled and precompute:
+        if cls.pooled and precompute and not isinstance(head, LayerSumHead):
             z = torch.from_numpy(np.ascontiguousarray(cls.pool_from_stats(inputs.audio.stats())[uniq],
                                                       dtype=np.float32)).to(device)
             mu, sd = _pooled_stats(model.standardizers[0], cls.width)
-            out = head.classifier((z - mu.to(device)) / sd.to(device)).softmax(-1).cpu().numpy()
+            logits = head.classifier((z - mu.to(device)) / sd.to(device))
+            out = _scaled(logits, temperature).softmax(-1).cpu().numpy()
             return out[inverse]
         stds = [s.to(device) for s in model.standardizers]
         out = np.zeros((len(uniq), len(model.classes)), np.float32)
@@ -355,5 +398,5 @@ def predict_proba(model: FittedModel, inputs: Inputs, rows: np.ndarray, device: 
         for batch in eval_batches(uniq, lengths, max_batch=eval_batch):
             rows_t = torch.from_numpy(batch).to(device)
             logits = _forward(head, inputs, rows_t, device, stds, cls.bimodal)
-            out[np.searchsorted(uniq, batch)] = logits.softmax(-1).float().cpu().numpy()
+            out[np.searchsorted(uniq, batch)] = _scaled(logits, temperature).softmax(-1).float().cpu().numpy()
         return out[inverse]
