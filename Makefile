@@ -122,10 +122,12 @@ fetch-demo-data: | $(INSTALLED)
 	$(BIN)/python -m extract.hub_fetch whisper-base $(WHISPER)
 	$(BIN)/python -m extract.hub_fetch minilm-l6-v2 $(MINILM)
 
-demo: fetch-demo-data
-	$(MAKE) $(STORES)/emodb/.shared-extract.done
-	$(MAKE) train-all CORPUS=emodb AUDIO=$(WHISPER_STORE) SEEDS=$(DEMO_SEEDS)
-	@echo "demo done: see $(RESULTS)/emodb/"
+demo: | $(INSTALLED)
+	@t0=$$(date +%s); \
+	  $(MAKE) fetch-demo-data && \
+	  $(MAKE) $(STORES)/emodb/.shared-extract.done && \
+	  $(MAKE) train-all CORPUS=emodb AUDIO=$(WHISPER_STORE) SEEDS=$(DEMO_SEEDS) && \
+	  echo "demo done in $$(( $$(date +%s) - t0 )) s: see $(RESULTS)/emodb/"
 
 shared-results: $(STORES)/emodb/.shared-extract.done $(STORES)/ravdess/.shared-extract.done
 	$(MAKE) train-all CORPUS=emodb AUDIO=hf-whisper-base-encoder-l$(WHISPER_LAYER) SEEDS=$(DEMO_SEEDS)

@@ -45,6 +45,17 @@ def parse_shard(value: str | None) -> tuple[int, int] | None:
     return int(m[1]), int(m[2])
 
 
+def _whisper_window(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """``--whisper-window`` checked at parse time (padded, native or seconds), kept as given."""
+    from .hf import parse_whisper_window
+
+    try:
+        parse_whisper_window(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+    return value
+
+
 @click.group(cls=_DefaultRun, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Extract frame-level features of a manifest's utterances into HDF5 feature stores.
@@ -102,10 +113,14 @@ def main() -> None:
               "replacement is complete) and discard partial ones of other settings.")
 @click.option("--retry-skipped", is_flag=True, help="Retry every utterance skipped by an earlier run (without it, "
               "only those whose audio file changed since are retried).")
+@click.option("--whisper-window", default="padded", show_default=True, callback=_whisper_window,
+              help="Input window of Whisper encoders (hf: specs of Whisper models; other feature sets ignore it): "
+                   "padded (30 s, as Whisper was trained), native (each clip its own length: fastest, other "
+                   "features) or seconds (e.g. 10: in between). Recorded in the store's identity and name.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def run(manifest: Path, features: tuple[str, ...], like: Path | None, out: Path, device: str, crop_s: float,
         no_crop: bool, workers: int, on_error: str, shard: str | None, store_dtype: str, compute_dtype: str,
-        batch_seconds: float | None, overwrite: bool, retry_skipped: bool, quiet: bool) -> None:
+        batch_seconds: float | None, overwrite: bool, retry_skipped: bool, whisper_window: str, quiet: bool) -> None:
     """Extract feature sets of MANIFEST into OUT (the default command); with --like MODEL, the ones MODEL expects."""
     from .audio import TARGET_SR
     from .pipeline import ExtractConfig, ExtractionError, extract_all
@@ -116,6 +131,7 @@ def run(manifest: Path, features: tuple[str, ...], like: Path | None, out: Path,
     cfg = ExtractConfig(crop_s=None if no_crop else crop_s, device=device, compute_dtype=compute_dtype,
                         store_dtype=store_dtype, workers=workers, on_error=on_error, shard=parse_shard(shard),
                         overwrite=overwrite, retry_skipped=retry_skipped, progress=not quiet,
+                        whisper_window=whisper_window,
                         batch_samples=int(batch_seconds * TARGET_SR) if batch_seconds else None)
     like_result = None
     try:
@@ -126,7 +142,8 @@ def run(manifest: Path, features: tuple[str, ...], like: Path | None, out: Path,
 
             ctx = click.get_current_context()
             typed = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
-            given = {opt for opt, params in (("crop_s", ("crop_s", "no_crop")), ("store_dtype", ("store_dtype",)))
+            given = {opt for opt, params in (("crop_s", ("crop_s", "no_crop")), ("store_dtype", ("store_dtype",)),
+                                             ("whisper_window", ("whisper_window",)))
                      if any(ctx.get_parameter_source(p) in typed for p in params)}
             like_result = extract_like(like, manifest, out, cfg, features=features, explicit=given)
             reports = like_result.reports

@@ -58,6 +58,15 @@ class FeatureSet(ABC):
         """Move to ``device`` (``cpu``/``cuda``) and compute in ``compute_dtype`` (float32|bfloat16|float16)."""
         return self
 
+    def configure(self, whisper_window: str | float | None = "padded") -> "FeatureSet":
+        """Apply the run's feature-set options (``ser-extract`` flags that change what a family computes).
+
+        ``whisper_window`` (``--whisper-window``): the input window of Whisper encoders (``padded``, ``native``
+        or seconds; :class:`extract.hf.WhisperEncoderFeatureSet`). A feature set ignores the options that are
+        not about it; one that uses an option records it in its provenance and store name.
+        """
+        return self
+
     def encode(self, waves: list[np.ndarray]) -> list[np.ndarray]:
         """Audio: ``waves[i]`` float32 [samples] at 16 kHz -> float32 [frames_i, dims] per utterance."""
         raise NotImplementedError(f"{self.name} is not an audio feature set")

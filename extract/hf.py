@@ -120,16 +120,20 @@ class HFSpeechFeatureSet(FeatureSet):
         self._weights = weights if weights is not None else weights_sha256(model)
         self.device = "cpu"
         self.compute_dtype = "float32"
-        if len(self.layers) == 1:
-            self.name = self.layer_name(self.layers[0])
-        elif self.layers == list(range(self.num_layers + 1)):
-            self.name = f"hf-{self.basename}-lall"
-        else:
-            self.name = f"hf-{self.basename}-l" + "_".join(map(str, self.layers))
+        self.name = self._name()
         suffix = "" if layers is None else "@" + ("all" if layers == "all" else ",".join(map(str, self.layers)))
         self.spec = f"hf:{self.encoder}{suffix}"
 
     # ---- names and provenance -------------------------------------------------------------------------
+    def _name(self) -> str:
+        """The feature set's name from :attr:`basename` and the layers: ``hf-<basename>-l4``, ``-lall``,
+        ``-l2_4``."""
+        if len(self.layers) == 1:
+            return self.layer_name(self.layers[0])
+        if self.layers == list(range(self.num_layers + 1)):
+            return f"hf-{self.basename}-lall"
+        return f"hf-{self.basename}-l" + "_".join(map(str, self.layers))
+
     def layer_name(self, layer: int) -> str:
         """Store name of one layer: ``hf-<basename>-l<layer>``."""
         return f"hf-{self.basename}-l{layer}"
@@ -295,17 +299,46 @@ class SSLSpeechFeatureSet(HFSpeechFeatureSet):
 
 
 # ---- Whisper encoder --------------------------------------------------------------------------------------
-class WhisperEncoderFeatureSet(HFSpeechFeatureSet):
-    """Whisper encoder: 30 s log-mel windows -> float32 [frames, d_model] at 50 frames/s.
+def parse_whisper_window(value: str | float | None) -> float | None:
+    """``--whisper-window``: ``padded`` (or ``None``) -> 30.0; ``native`` -> ``None`` (each clip's own length);
+    ``"10"`` -> 10.0 seconds. Raises ``ValueError`` naming the accepted values."""
+    if value is None or value == "padded":
+        return 30.0
+    if value == "native":
+        return None
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = float("nan")
+    if not (0 < seconds <= 30 and abs(seconds * 50 - round(seconds * 50)) < 1e-9):
+        raise ValueError(f"--whisper-window must be padded, native or a number of seconds in (0, 30] that is a "
+                         f"multiple of 0.02 (one encoder frame), got {value!r}")
+    return seconds
 
-    Each utterance is padded to the encoder's fixed window (30 s = 3000 mel frames -> 1500 encoder frames)
-    and only the frames of the real audio are kept: ``ceil(n_samples / 320)``. Longer clips are split into
-    non-overlapping 30 s windows (see the module docstring). Every window costs a full 30 s forward pass,
-    so batches are sized by count (:attr:`batch_items` windows per forward pass).
+
+class WhisperEncoderFeatureSet(HFSpeechFeatureSet):
+    """Whisper encoder: log-mel windows -> float32 [frames, d_model] at 50 frames/s.
+
+    ``window`` (``--whisper-window``) is how much input the encoder sees per clip:
+
+    * ``30.0`` (``padded``, the default, what Whisper was trained with): each utterance is padded to the
+      encoder's fixed window (30 s = 3000 mel frames -> 1500 encoder frames);
+    * ``W`` seconds (``0 < W < 30``): padded to ``W`` s, the encoder run with its first ``W × 50`` positional
+      embeddings (a cheaper window: attention and MLP cost scale with the window);
+    * ``None`` (``native``): no padding beyond one encoder frame: each clip is its own window (the cheapest;
+      the real frames no longer attend to the padding frames the encoder was trained with, so the features
+      change).
+
+    In every case only the frames of the real audio are kept: ``ceil(n_samples / 320)``. Clips longer than
+    the window are split into non-overlapping windows (see the module docstring). A window costs a forward
+    pass of its full length, so batches are sized by count (:attr:`batch_items` windows per forward pass);
+    ``native`` batches only clips of equal frame counts. The window is recorded in the provenance
+    (``window_s``, and ``whisper_window`` when it is not the padded default), so stores of different windows
+    never meet, and named in the store (``hf-<model>-native-l4``, ``hf-<model>-w10-l4``).
     """
 
     def __init__(self, model: Any, feature_extractor: Any | None = None, *, batch_items: int | None = None,
-                 **kw: Any) -> None:
+                 window: str | float | None = "padded", **kw: Any) -> None:
         from transformers import WhisperFeatureExtractor
         from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
@@ -329,6 +362,46 @@ class WhisperEncoderFeatureSet(HFSpeechFeatureSet):
         self.frame_rate_hz = SAMPLE_RATE / self.samples_per_frame
         self.min_samples = self.hop
         self.batch_items = int(batch_items) if batch_items else None
+        self.window_s = self.window / SAMPLE_RATE
+        self.configure(window)
+
+    def configure(self, whisper_window: str | float | None = "padded") -> "WhisperEncoderFeatureSet":
+        """Set the input window (``--whisper-window``; see the class docstring), renaming the store to match."""
+        base = self.basename.removesuffix(f"-{self._window_tag()}") if self._window_tag() else self.basename
+        self.window_s = parse_whisper_window(whisper_window)
+        self.basename = f"{base}-{self._window_tag()}" if self._window_tag() else base
+        self.name = self._name()
+        return self
+
+    def _window_tag(self) -> str:
+        """``native``, ``w10`` (a 10 s window; ``w7p5`` for 7.5 s), or ``""`` for the padded 30 s default."""
+        if self.window_s == self.window / SAMPLE_RATE:
+            return ""
+        return "native" if self.window_s is None else f"w{self.window_s:g}".replace(".", "p")
+
+    @property
+    def window_samples(self) -> int | None:
+        """Samples per encoder window (``None``: native, each clip rounded up to whole encoder frames)."""
+        return None if self.window_s is None else int(round(self.window_s * SAMPLE_RATE))
+
+    def _windowed_states(self, x: Any, n_frames: int) -> dict[int, Any]:
+        """``{layer: hidden_states[layer]}`` [B × n_frames × D] of log-mel ``x`` [B × mels × 2·n_frames] for a
+        window other than the encoder's 30 s: Whisper's encoder forward written out (conv1, GELU, conv2, GELU,
+        + the first ``n_frames`` positional embeddings, the layers, the final layer norm on the last state),
+        because transformers refuses inputs that are not 3000 mel frames long. Equal to transformers' own
+        forward at 1500 frames (a test checks it)."""
+        import torch.nn.functional as F
+
+        m = self.model
+        h = F.gelu(m.conv2(F.gelu(m.conv1(x)))).permute(0, 2, 1)
+        h = h + m.embed_positions.weight[:n_frames].to(h.dtype)
+        states = [h]
+        for layer in m.layers:
+            out = layer(h, None)
+            h = out[0] if isinstance(out, tuple) else out
+            states.append(h)
+        states[-1] = m.layer_norm(h)
+        return {k: states[k] for k in self.layers}
 
     def n_frames(self, n_samples: int) -> int:
         return math.ceil(int(n_samples) / self.samples_per_frame)
@@ -350,33 +423,67 @@ class WhisperEncoderFeatureSet(HFSpeechFeatureSet):
         return self._items_per_pass() * 4
 
     def _extra_provenance(self) -> dict[str, Any]:
-        return {"window_s": self.window / SAMPLE_RATE, "num_mel_bins": int(self.model.config.num_mel_bins),
-                "hop_length": self.hop, "padding": "each input padded to the 30 s window; real frames kept "
-                "(ceil(n_samples / 320)); longer clips: non-overlapping 30 s windows, frames concatenated"}
+        common = {"num_mel_bins": int(self.model.config.num_mel_bins), "hop_length": self.hop}
+        if self.window_s == self.window / SAMPLE_RATE:      # the padded default: the provenance it always had
+            return {"window_s": self.window / SAMPLE_RATE, **common, "padding": "each input padded to the 30 s "
+                    "window; real frames kept (ceil(n_samples / 320)); longer clips: non-overlapping 30 s "
+                    "windows, frames concatenated"}
+        if self.window_s is None:
+            return {"window_s": None, "whisper_window": "native", **common, "padding": "each input padded to "
+                    "whole encoder frames only (its own window, positional embeddings sliced); longer than 30 s: "
+                    "non-overlapping 30 s windows, frames concatenated"}
+        return {"window_s": self.window_s, "whisper_window": f"{self.window_s:g}", **common,
+                "padding": f"each input padded to a {self.window_s:g} s window (positional embeddings sliced); "
+                           f"real frames kept; longer clips: non-overlapping {self.window_s:g} s windows"}
 
     def _forward(self, waves: list[np.ndarray]) -> dict[int, list[np.ndarray]]:
         import torch
 
+        span = self.window_samples or self.window          # native: clips longer than 30 s still split at 30 s
         chunks: list[tuple[int, np.ndarray]] = []
         for i, w in enumerate(waves):
-            for start in range(0, w.shape[0], self.window):
-                piece = w[start:start + self.window]
+            for start in range(0, w.shape[0], span):
+                piece = w[start:start + span]
                 if piece.shape[0] > 0:
                     chunks.append((i, piece))
+
+        def padded_samples(piece: np.ndarray) -> int:
+            """The window a piece is padded to: the fixed window, or (native) its whole encoder frames."""
+            if self.window_samples is not None:
+                return self.window_samples
+            return self.n_frames(piece.shape[0]) * self.samples_per_frame
+
         pieces: dict[int, list[list[np.ndarray]]] = {k: [[] for _ in waves] for k in self.layers}
         step = self._items_per_pass()
         fe_device = "cuda" if self.device.startswith("cuda") else "cpu"
-        for b in range(0, len(chunks), step):
-            batch = chunks[b:b + step]
+        order = sorted(range(len(chunks)), key=lambda j: padded_samples(chunks[j][1]))
+        batches: list[list[int]] = []
+        for j in order:               # batches of equal window length (all of them, unless native), in order
+            if batches and len(batches[-1]) < step and \
+                    padded_samples(chunks[batches[-1][0]][1]) == padded_samples(chunks[j][1]):
+                batches[-1].append(j)
+            else:
+                batches.append([j])
+        done: dict[int, dict[int, np.ndarray]] = {k: {} for k in self.layers}
+        for idx in batches:
+            batch = [chunks[j] for j in idx]
+            length = padded_samples(batch[0][1])
             feats = self.fe([c for _, c in batch], sampling_rate=SAMPLE_RATE, padding="max_length",
-                            max_length=self.window, truncation=True, return_tensors="pt", device=fe_device)
+                            max_length=length, truncation=True, return_tensors="pt", device=fe_device)
             x = feats["input_features"].to(self.device, torch.float32)
+            n_frames = length // self.samples_per_frame
             with torch.inference_mode(), autocast(self.device, self.compute_dtype):
-                hs = hidden_states(self.model, self.layers, input_features=x)
+                if n_frames == self.frames_per_window:
+                    hs = hidden_states(self.model, self.layers, input_features=x)
+                else:
+                    hs = self._windowed_states(x, n_frames)
             for k, h in hs.items():
                 h = h.float().cpu().numpy()
-                for row, (i, c) in enumerate(batch):
-                    pieces[k][i].append(h[row, :self.n_frames(c.shape[0])])
+                for row, j in enumerate(idx):
+                    done[k][j] = h[row, :self.n_frames(chunks[j][1].shape[0])]
+        for k in self.layers:
+            for j, (i, _) in enumerate(chunks):       # back in clip order, each clip's windows in time order
+                pieces[k][i].append(done[k][j])
         return {k: [np.ascontiguousarray(np.concatenate(p, axis=0)) for p in pieces[k]] for k in self.layers}
 
 

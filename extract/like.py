@@ -40,7 +40,7 @@ BUNDLE_FORMAT = "ser-train-bundle"
 """The ``format`` key of a ``ser-train fit`` bundle (kept in step with ``train.bundle`` by a test)."""
 BUNDLE_VERSION = 2
 """The bundle version whose stores carry a full feature identity."""
-LIKE_OPTIONS = ("crop_s", "store_dtype")
+LIKE_OPTIONS = ("crop_s", "store_dtype", "whisper_window")
 """Extraction settings --like takes from the bundle unless given on the command line."""
 
 
@@ -183,6 +183,12 @@ def read_bundle(path: str | os.PathLike) -> ModelBundleInfo:
 
 
 # ---- what to extract ---------------------------------------------------------------------------------------
+def _whisper_window(identity: FeatureIdentity) -> str:
+    """The ``--whisper-window`` a training store was extracted with: its ``whisper_window`` setting, else
+    ``padded`` (stores of the padded default record none)."""
+    return str(identity.settings_dict().get("whisper_window") or "padded")
+
+
 def _hf_parts(spec: str) -> tuple[str, str | None]:
     from .hf import parse_hf_arg
 
@@ -336,7 +342,8 @@ def extract_like(bundle_path: str | os.PathLike, manifest: str | os.PathLike, ou
     owners: dict[str, str] = {}
     for e, (spec, given) in zip(bundle.stores, specs):
         try:
-            fs = build(spec)
+            window = cfg.whisper_window if "whisper_window" in explicit else _whisper_window(e.identity)
+            fs = build(spec, whisper_window=window)
         except Exception as err:  # noqa: BLE001 - whatever the loader raises, say what the model needs
             why = str(err).splitlines()[0] if str(err) else type(err).__name__
             if given:

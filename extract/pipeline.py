@@ -89,6 +89,7 @@ class ExtractConfig:
     retry_skipped: bool = False
     batch_samples: int | None = None
     progress: bool = True
+    whisper_window: str = "padded"
 
 
 @dataclass
@@ -343,7 +344,7 @@ def extract_feature(manifest: str | os.PathLike, spec: str | FeatureSet, out_dir
     out_dir = Path(out_dir)
     if cfg.on_error not in ("skip", "fail"):
         raise ValueError(f"on_error must be 'skip' or 'fail', got {cfg.on_error!r}")
-    fs = build(spec) if isinstance(spec, str) else spec
+    fs = build(spec, whisper_window=cfg.whisper_window) if isinstance(spec, str) else spec
     records = records if records is not None else read_manifest(manifest, check_audio=fs.modality != "text")
     spec_str = spec if isinstance(spec, str) else getattr(fs, "spec", fs.name)
     device = resolve_device(cfg.device)
@@ -511,7 +512,7 @@ def extract_all(manifest: str | os.PathLike, specs: Sequence[str], out_dir: str 
     """
     records = read_manifest(manifest, check_audio=False)
     specs = list(dict.fromkeys(specs))  # the same spec twice is one feature set
-    sets = [build(spec) for spec in specs]
+    sets = [build(spec, whisper_window=cfg.whisper_window) for spec in specs]
     audio_sets = [fs.spec for fs in sets if fs.modality != "text"]
     if audio_sets:
         try:

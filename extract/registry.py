@@ -31,15 +31,16 @@ def _load_builtin(prefix: str | None = None) -> None:
             importlib.import_module(module)
 
 
-def build(spec: str) -> FeatureSet:
-    """Build the feature set named by ``spec``, e.g. ``lld`` or ``hf:../shared/models/whisper-base-encoder@3``."""
+def build(spec: str, whisper_window: str | float | None = "padded") -> FeatureSet:
+    """Build the feature set named by ``spec``, e.g. ``lld`` or ``hf:../shared/models/whisper-base-encoder@3``,
+    with the run's options (:meth:`FeatureSet.configure`: ``whisper_window``)."""
     prefix, _, arg = spec.partition(":")
     _load_builtin(prefix)
     if prefix not in _BUILDERS:
         raise ValueError(f"unknown feature spec {spec!r}; known prefixes: {', '.join(sorted(set(_BUILDERS) | set(_MODULES)))}")
     fs = _BUILDERS[prefix](arg or None)
     fs.spec = spec
-    return fs
+    return fs.configure(whisper_window=whisper_window)
 
 
 def describe() -> dict[str, str]:

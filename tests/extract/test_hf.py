@@ -258,3 +258,79 @@ def test_real_whisper_base_encoder(whisper_dir, capfd):
     prov = fs.output_provenance("hf-whisper-base-encoder-l4")
     assert prov["layer"] == 4 and prov["frame_rate_hz"] == 50.0 and prov["dims"] == 512
     assert prov["weights_sha256"] == sha256_file(whisper_dir / "model.safetensors")
+
+
+def _whisper_by_hand(model, feats: torch.Tensor, layer: int) -> torch.Tensor:
+    """Whisper's encoder written out with the positional embeddings sliced to the input's frames:
+    hidden_states[layer] (the last one after the final layer norm)."""
+    import torch.nn.functional as F
+
+    with torch.inference_mode():
+        x = F.gelu(model.conv2(F.gelu(model.conv1(feats)))).permute(0, 2, 1)
+        x = x + model.embed_positions.weight[:x.shape[1]]
+        for lay in model.layers[:layer]:
+            out = lay(x, None)
+            x = out[0] if isinstance(out, tuple) else out
+        return model.layer_norm(x) if layer == len(model.layers) else x
+
+
+@pytest.mark.parametrize("window", ["native", "10"])
+def test_whisper_window_slices_the_positional_embeddings(saved, window):
+    from extract.hf import parse_whisper_window
+
+    fs = build(f"hf:{saved['whisper']}@all", whisper_window=window)
+    seconds = parse_whisper_window(window)
+    lengths = [3201, 16000, 16000, 40000]
+    rng = np.random.default_rng(0)   # noise, not a tone: a tone's last layer is near-constant, and layer norm
+    waves = [(0.1 * rng.standard_normal(n)).astype(np.float32) for n in lengths]   # then amplifies rounding
+    outs = fs.encode_outputs(waves)
+    for i, (n, x) in enumerate(zip(lengths, waves)):
+        pad = math.ceil(n / 320) * 320 if seconds is None else int(seconds * 16000)
+        feats = fs.fe([x], sampling_rate=16000, padding="max_length", max_length=pad, return_tensors="pt").input_features
+        for k, name in enumerate(fs.output_names()):
+            ref = _whisper_by_hand(fs.model, feats, k)[0, :math.ceil(n / 320)].numpy()
+            np.testing.assert_allclose(outs[name][i], ref, atol=1e-5, err_msg=f"clip {i} layer {k}")
+    # one clip alone gives what it gives in the batch
+    (alone,) = fs.encode_outputs([waves[1]])[fs.output_names()[1]]
+    np.testing.assert_allclose(alone, outs[fs.output_names()[1]][1], atol=1e-5)
+    padded = build(f"hf:{saved['whisper']}@1")
+    assert not np.allclose(fs.encode_outputs([waves[0]])[fs.output_names()[1]][0], padded.encode([waves[0]])[0],
+                           atol=1e-4), "a shorter window changes the features (the padding frames are attended to)"
+
+
+def test_whisper_window_names_and_identity(saved):
+    from ser_common.identity import FeatureIdentity
+
+    padded = build(f"hf:{saved['whisper']}@1")
+    native = build(f"hf:{saved['whisper']}@1", whisper_window="native")
+    ten = build(f"hf:{saved['whisper']}@1", whisper_window="10")
+    base = padded.name.removesuffix("-l1")
+    assert (native.name, ten.name) == (f"{base}-native-l1", f"{base}-w10-l1")
+    ids = [FeatureIdentity.from_provenance(f.provenance()) for f in (padded, native, ten)]
+    assert ids[0].encoder_window_s == 30.0 and ids[1].encoder_window_s is None and ids[2].encoder_window_s == 10.0
+    assert "whisper_window" not in padded.provenance()      # padded stores keep the identity they always had
+    assert ids[1].diff(ids[0]) and ids[2].diff(ids[0]) and ids[1].diff(ids[2])
+    for bad in ("0", "31", "7.013", "wide"):
+        with pytest.raises(ValueError, match="--whisper-window"):
+            build(f"hf:{saved['whisper']}@1", whisper_window=bad)
+
+
+def test_whisper_native_splits_clips_longer_than_30s(saved):
+    fs = build(f"hf:{saved['whisper']}@2", whisper_window="native")
+    x = make_tone(31.0, seed=5)
+    (out,) = fs.encode([x])
+    assert out.shape == (1550, 16)
+    first, rest = fs.encode([x[:480_000], x[480_000:]])
+    np.testing.assert_allclose(out, np.concatenate([first, rest]), atol=1e-5)
+
+
+def test_whisper_forward_written_out_equals_transformers_at_30s(saved):
+    fs = build(f"hf:{saved['whisper']}@all")
+    rng = np.random.default_rng(1)
+    x = [(0.1 * rng.standard_normal(n)).astype(np.float32) for n in (16000, 40000)]
+    feats = fs.fe(x, sampling_rate=16000, padding="max_length", return_tensors="pt").input_features
+    with torch.inference_mode():
+        ours = fs._windowed_states(feats, 1500)
+        theirs = fs.model(feats, output_hidden_states=True).hidden_states
+    for k in fs.layers:
+        torch.testing.assert_close(ours[k], theirs[k], rtol=1e-5, atol=1e-5)

@@ -353,3 +353,18 @@ def test_make_predict_runs_folder_to_predictions_and_is_idempotent(lld_model, tm
     assert f"{audio} changed: removing the old pool's stores {out / 'stores'}" in third.stdout
     assert len(rows(out / "predictions.csv")) == 6
     assert_like(model, out / "stores" / "lld.h5")
+
+
+def test_like_takes_the_whisper_window_from_the_model(encoders, tmp_path):
+    a = encoders["a"]
+    train_manifest = write_corpus(tmp_path / "train", n=8, seed=8)
+    extract_all(train_manifest, [f"hf:{a}@1"], tmp_path / "s", _cfg(whisper_window="native"))
+    store = tmp_path / "s" / "hf-whisper-a-native-l1.h5"
+    model = fit(store, tmp_path / "model.pt")
+    assert bundle_identities(model)[0].settings_dict()["whisper_window"] == "native"
+    pool = write_corpus(tmp_path / "pool", n=4, seed=9)
+    code, out = ser_extract("--like", model, "--manifest", pool, "--out", tmp_path / "p")
+    assert code == 0, out
+    assert_like(model, tmp_path / "p" / "hf-whisper-a-native-l1.h5")
+    code, out = ser_extract("--like", model, "--manifest", pool, "--out", tmp_path / "q", "--whisper-window", "padded")
+    assert code == 1 and "settings.whisper_window" in out and "encoder_window_s" in out
