@@ -198,7 +198,19 @@ STORE_HELP = ("Feature store (.h5). Repeat it to use stores of one feature set f
 TEXT_HELP = "Text store (for --head bimodal); with several --store, one --text per --store, in the same order."
 
 
-HEAD_HELP = "Head: mean, meanmax, attention, mlp, or bimodal (needs --text)."
+def _head(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """``--head`` checked against the registry before any store is read."""
+    from .heads import head_class
+
+    try:
+        head_class(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+    return value
+
+
+HEAD_HELP = ("Head: mean, meanmax, attention, mlp, bimodal or bimodal-xu (the bimodal heads need --text; "
+             "bimodal-xu is Xu et al.'s configuration: additive alignment, every audio frame, no projection).")
 TEST_STORE_HELP = ("Cross-corpus test: train on every labelled utterance of the --store corpora and test on this "
                    "store's, with the training classes (other labels are reported, not scored). Repeatable: each "
                    "test corpus is scored on its own and all together ('pooled'). Its features must match.")
@@ -272,14 +284,15 @@ def main() -> None:
       ser-train fit     --store S.h5 --head mlp --out model.pt            fit one model on all labels
       ser-train predict --model model.pt --store S.h5 -o predictions.csv
       ser-train suggest --model model.pt --store POOL.h5 --n 100 -o suggest.csv   what to label next
-      ser-train forecast --curve curve.csv --target-ua 0.7              data needed for a target UA
+      ser-train forecast --curve curve.csv --target-ua 0.7 [--backtest]  data needed for a target UA
+      ser-train cv      --store 'stores/x/hf-MODEL-l*.h5' --layer-sum --head mean   every layer at once
     """
 
 
 @main.command()
 @click.option("--store", required=True, multiple=True, type=click.Path(dir_okay=False), help=STORE_HELP)
 @click.option("--text", multiple=True, type=click.Path(dir_okay=False), help=TEXT_HELP)
-@click.option("--head", required=True, help=HEAD_HELP)
+@click.option("--head", required=True, callback=_head, help=HEAD_HELP)
 @click.option("--k", "k", help="Training utterances per class, drawn from the training folds (default: all).")
 @click.option("--seeds", default="0", show_default=True, help="Comma-separated seeds.")
 @click.option("--out", default="runs", show_default=True, type=click.Path(file_okay=False), help="Folder for the run folder.")
@@ -300,15 +313,10 @@ def cv(store: tuple[str, ...], text: tuple[str, ...], head: str, k: str | None, 
     corpora, score on the test corpora; "fold" is then the test corpus)."""
     from tqdm import tqdm
 
-    from .heads import head_class
     from .protocol import cross_corpus, cross_validate
     from .reports import format_cv_summary
     from .runs import write_run
 
-    try:
-        head_class(head)
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--head") from None
     cfg = _config(kw)
     dev = _device(device)
     seed_list = _seeds(seeds)
@@ -342,7 +350,7 @@ def cv(store: tuple[str, ...], text: tuple[str, ...], head: str, k: str | None, 
 @click.option("--store", required=True, multiple=True, type=click.Path(dir_okay=False),
               help="Feature store of one corpus (.h5); repeat it, at least twice, with stores of one feature set.")
 @click.option("--text", multiple=True, type=click.Path(dir_okay=False), help=TEXT_HELP)
-@click.option("--head", default="mean", show_default=True, help=HEAD_HELP)
+@click.option("--head", default="mean", show_default=True, callback=_head, help=HEAD_HELP)
 @click.option("--k", "k", help="Training utterances per class, drawn from the training corpora (default: all).")
 @click.option("--seeds", default="0", show_default=True, help="Comma-separated seeds.")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
@@ -361,7 +369,6 @@ def loco(store: tuple[str, ...], text: tuple[str, ...], head: str, k: str | None
     from tqdm import tqdm
 
     from .data import load_store, make_inputs
-    from .heads import head_class
     from .protocol import cross_validate, leave_one_corpus_out
     from .reports import format_cv_summary, loco_markdown, loco_rows
     from .runs import command_line, write_run
@@ -372,10 +379,6 @@ def loco(store: tuple[str, ...], text: tuple[str, ...], head: str, k: str | None
     if text and len(text) != len(store):
         raise click.UsageError(f"{len(store)} --store but {len(text)} --text: give one text store per --store, "
                                f"in the same order")
-    try:
-        head_class(head)
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--head") from None
     cfg = _config(kw)
     dev = _device(device)
     seed_list, k_value = _seeds(seeds), _k(k)
@@ -480,7 +483,7 @@ def _curve_lines(stores: tuple[str, ...], texts: tuple[str, ...]) -> list[Any]:
                    "several corpora are joined into one line.")
 @click.option("--text", multiple=True, type=click.Path(dir_okay=False),
               help="Text store (for --head bimodal): one for every line, or one per --store in the same order.")
-@click.option("--head", default="mlp", show_default=True, help=HEAD_HELP)
+@click.option("--head", default="mlp", show_default=True, callback=_head, help=HEAD_HELP)
 @click.option("--ks", default="25,50,125,250,500,all", show_default=True, help="k per class; 'all' = full data.")
 @click.option("--seeds", default="0,1,2", show_default=True)
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder (curve.csv, curve.png, runs/).")
@@ -594,7 +597,7 @@ def tables(stores_dir: str, out: str, seeds: str, k: int, ks: str, also_converge
 @main.command()
 @click.option("--store", required=True, multiple=True, type=click.Path(dir_okay=False), help=STORE_HELP)
 @click.option("--text", multiple=True, type=click.Path(dir_okay=False), help=TEXT_HELP)
-@click.option("--head", required=True, help=HEAD_HELP)
+@click.option("--head", required=True, callback=_head, help=HEAD_HELP)
 @click.option("--k", "k", help="Fit on k utterances per class (default: every labelled utterance).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Bundle file to write (e.g. model.pt).")
