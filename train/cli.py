@@ -179,6 +179,23 @@ def _stores(paths: tuple[str, ...], layer_sum: bool = False):
     return combine_stores(_store_list(paths, layer_sum)) if paths else None
 
 
+def _distinct_corpora(paths: tuple[str, ...], option: str) -> None:
+    """Refuse (before any loading) a store given twice, or two stores extracted from one manifest (the same
+    corpus: a cross-corpus score on the training utterances would be no test). Reads only the stores'
+    metadata; ``option`` names the options in the message."""
+    from ser_common.store import FeatureStore
+
+    seen: dict[str, str] = {}
+    for p in paths:
+        with FeatureStore(p) as fs:
+            key = fs.provenance.get("manifest_sha256") or str(Path(p).resolve())
+        if key in seen:
+            raise click.UsageError(f"{p} and {seen[key]} hold the same corpus (the same file, or stores extracted "
+                                   f"from one manifest): {option} take one store per corpus; to test within a "
+                                   f"corpus use `ser-train cv` without --test-store")
+        seen[key] = p
+
+
 def _with_layer_sum(cfg: Any, inputs: Any, layer_sum: bool) -> Any:
     """``cfg`` with ``layer_sum`` = the number of layers stacked in the audio store (1 without --layer-sum)."""
     from dataclasses import replace
@@ -324,6 +341,8 @@ def cv(store: tuple[str, ...], text: tuple[str, ...], head: str, k: str | None, 
     if test_text and len(test_text) != len(test_store):
         raise click.UsageError(f"{len(test_store)} --test-store but {len(test_text)} --test-text: give one text "
                                f"store per test store, in the same order")
+    if test_store and not layer_sum:
+        _distinct_corpora(store + test_store, "--store and --test-store")
     inputs = _load(store, text, intersect, layer_sum)
     cfg = _with_layer_sum(cfg, inputs, layer_sum)
     if test_store:
@@ -383,6 +402,7 @@ def loco(store: tuple[str, ...], text: tuple[str, ...], head: str, k: str | None
     dev = _device(device)
     seed_list, k_value = _seeds(seeds), _k(k)
     out_dir = _writable_folder(out, "the output folder (--out)")
+    _distinct_corpora(store, "loco's --store")
     audio = [load_store(p) for p in store]
     texts = [load_store(p) for p in text] if text else None
     opts = dict(k=k_value, seeds=seed_list, device=dev, precompute=not frame_level, workers=_workers(dev))

@@ -227,3 +227,13 @@ def test_predict_writes_metrics_beside_the_predictions(tmp_path, three, capsys):
     assert "nothing to score" in capsys.readouterr().err
     assert cli(["predict", "--model", str(model), "--store", str(none), "-o", str(tmp_path / "n.csv")]) == 0
     assert not (tmp_path / "n.metrics.json").exists()
+
+
+def test_one_corpus_given_twice_is_refused_before_any_work(tmp_path, capsys):
+    a = write_toy_store(tmp_path / "a.h5", provenance={**AUDIO_PROV, "manifest_sha256": "f" * 64})
+    b = write_toy_store(tmp_path / "b.h5", seed=3, provenance={**AUDIO_PROV, "manifest_sha256": "f" * 64})
+    out = tmp_path / "out"
+    assert cli(["loco", "--store", str(a), "--store", str(a), "--out", str(out)]) != 0
+    assert cli(["cv", "--store", str(a), "--test-store", str(b), "--head", "mean", "--out", str(out)]) != 0
+    assert capsys.readouterr().err.count("hold the same corpus") == 2
+    assert not out.exists()
