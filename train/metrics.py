@@ -59,3 +59,15 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     """Mean and population standard deviation (``ddof=0``; 0 for a single value)."""
     v = np.asarray(values, dtype=np.float64)
     return float(v.mean()), float(v.std()) if len(v) > 1 else 0.0
+
+
+def not_scored(labels: Sequence[str], y: Sequence[int]) -> dict:
+    """What a score leaves out: ``{"unlabelled": n, "outside_classes": {label: n}}``.
+
+    ``labels``: str [N] the store's labels (``""``: unlabelled); ``y``: int [N] their class index (``-1``:
+    unlabelled, or a label outside the classes being scored).
+    """
+    from collections import Counter
+
+    outside = Counter(str(lab) for lab, c in zip(labels, y) if lab and c < 0)
+    return {"unlabelled": int(sum(1 for lab in labels if not lab)), "outside_classes": dict(sorted(outside.items()))}

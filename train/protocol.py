@@ -41,6 +41,7 @@ from .data import Inputs, check_classes
 from .heads import head_config
 from .layers import layer_weights_of, mean_layer_weights
 from .metrics import confusion_matrix, mean_std, scores_from_confusion
+from .metrics import not_scored as unscored
 from .trainer import Job, TrainingDiverged, fit_jobs, predict_proba
 
 METRICS = ("ua", "wa", "f1")
@@ -469,12 +470,6 @@ def check_same_features(train: Inputs, test: Inputs) -> None:
                              f"the training stores' settings (ser-extract --like) or test on a store that has them")
 
 
-def _not_scored(test: Inputs) -> dict[str, Any]:
-    labels = test.audio.labels
-    outside = Counter(str(lab) for lab, y in zip(labels, test.y) if lab and y < 0)
-    return {"unlabelled": int(sum(1 for lab in labels if not lab)), "outside_classes": dict(sorted(outside.items()))}
-
-
 def cross_corpus(train: Inputs, test: Inputs, head: str, cfg: TrainConfig, k: int | None = None,
                  seeds: Sequence[int] = (0,), device: str = "cpu", precompute: bool = True,
                  on_job_done: Callable[[int], None] | None = None, workers: int = 1) -> CrossCorpusResult:
@@ -503,7 +498,7 @@ def cross_corpus(train: Inputs, test: Inputs, head: str, cfg: TrainConfig, k: in
     tr_names, _ = corpus_rows(train.audio)
     te_names, te_idx = corpus_rows(test.audio)
     scored = test.labelled
-    not_scored = _not_scored(test)
+    not_scored = unscored(test.audio.labels, test.y)
     if len(scored) == 0:
         raise ValueError(f"{test.audio.path}: no test utterance carries one of the training classes "
                          f"({', '.join(classes)}); its labels: {', '.join(not_scored['outside_classes']) or 'none'}; "

@@ -170,11 +170,7 @@ def write_run(result: CVResult, inputs: Inputs, out: str | os.PathLike, command:
         "seconds": round(result.seconds, 3), "fit_seconds": round(result.fit_seconds, 3),
         "eval_seconds": round(result.eval_seconds, 3), "notes": result.notes, **cross["metrics"],
         "calibration": write_calibration(result, run_dir)})
-    with open(run_dir / "confusion.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["true\\pred", *result.classes])
-        for c, row in zip(result.classes, cm):
-            w.writerow([c, *row.tolist()])
+    write_confusion_csv(run_dir / "confusion.csv", result.classes, cm)
     write_predictions_csv(run_dir / "predictions.csv", result.test if isinstance(result, CrossCorpusResult)
                           else inputs, result)
     result.run_dir = run_dir
@@ -241,15 +237,12 @@ def prediction_metrics(classes: Sequence[str], labels: np.ndarray, y: np.ndarray
     ``None`` where undefined), ``confusion`` [C × C] (row: true, column: predicted), plus ``context``
     (model, stores, command, …). Raises ``ValueError`` when no row can be scored.
     """
-    from collections import Counter
-
-    from .metrics import confusion_matrix, scores_from_confusion
+    from .metrics import confusion_matrix, not_scored, scores_from_confusion
 
     known = np.asarray(y) >= 0
     if not known.any():
         raise ValueError("no row carries a label among the model's classes: nothing to score")
     cm = confusion_matrix(np.asarray(y)[known], np.asarray(pred)[known], len(classes))
-    outside = Counter(str(lab) for lab, k in zip(labels, known) if lab and not k)
     support, predicted = cm.sum(1), cm.sum(0)
     per_class = {c: {"n": int(support[i]),
                      "recall": float(cm[i, i] / support[i]) if support[i] else None,
@@ -257,8 +250,7 @@ def prediction_metrics(classes: Sequence[str], labels: np.ndarray, y: np.ndarray
                  for i, c in enumerate(classes)}
     return {**context, "classes": list(classes), **scores_from_confusion(cm), "n_rows": int(len(y)),
             "n_scored": int(known.sum()),
-            "not_scored": {"unlabelled": int(sum(1 for lab in labels if not lab)),
-                           "outside_classes": dict(sorted(outside.items()))},
+            "not_scored": not_scored(labels, y),
             "per_class": per_class, "confusion": cm.tolist(),
             "scored_on": "rows whose label is one of the model's classes (UA: mean recall over the classes "
                          "present among them)"}
