@@ -40,7 +40,9 @@ from train.data import load_inputs  # noqa: E402
 from train.metrics import classification_scores  # noqa: E402
 from train.protocol import speaker_independent_folds  # noqa: E402
 from train.suggest import DIVERSITY_STRATEGIES, STRATEGIES, pooled_features, rank_pool  # noqa: E402
-from train.trainer import Job, fit_jobs, predict_proba  # noqa: E402
+from train.fitting import fit_jobs  # noqa: E402
+from train.jobs import Job  # noqa: E402
+from train.trainer import predict_proba  # noqa: E402
 
 
 def simulate(inputs, head: str, cfg, strategy: str, seed: int, start: int, step: int, budget: int,

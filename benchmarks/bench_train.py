@@ -87,7 +87,7 @@ def run_one(store: str, head: str, epochs: int, run_epochs: int, device: str, th
     from train.config import schedule_config
     from train.data import load_inputs
     from train.protocol import cross_validate
-    from train.trainer import resolve_device
+    from train.jobs import resolve_device
 
     device = resolve_device(device)
     t0 = time.perf_counter()
@@ -100,7 +100,8 @@ def run_one(store: str, head: str, epochs: int, run_epochs: int, device: str, th
     t_stats = time.perf_counter() - t0
     cfg = schedule_config("paper", epochs=run_epochs)
     if run_epochs != epochs:  # warm up (first-call kernel set-up) so that the extrapolated epochs are not skewed
-        from train.trainer import Job, predict_proba, train_frame
+        from train.jobs import Job
+        from train.trainer import predict_proba, train_frame
 
         warm = inputs.labelled[:64]
         predict_proba(train_frame(inputs, head, schedule_config("paper", epochs=1), Job(warm, 0), device),
@@ -126,7 +127,7 @@ def run_naive(store: str, epochs: int, steps: int, device: str, threads: int, ba
     from train.config import TrainConfig
     from train.data import encode_labels
     from train.heads import build_head
-    from train.trainer import resolve_device
+    from train.jobs import resolve_device
 
     device = resolve_device(device)
     fs = FeatureStore(store)

@@ -389,18 +389,20 @@ class WhisperEncoderFeatureSet(HFSpeechFeatureSet):
         window other than the encoder's 30 s: Whisper's encoder forward written out (conv1, GELU, conv2, GELU,
         + the first ``n_frames`` positional embeddings, the layers, the final layer norm on the last state),
         because transformers refuses inputs that are not 3000 mel frames long. Equal to transformers' own
-        forward at 1500 frames (a test checks it)."""
+        forward at 1500 frames (a test checks it). Layers above the deepest selected one are not run
+        (``@4`` of a 6-layer encoder runs 4 layers)."""
         import torch.nn.functional as F
 
         m = self.model
         h = F.gelu(m.conv2(F.gelu(m.conv1(x)))).permute(0, 2, 1)
         h = h + m.embed_positions.weight[:n_frames].to(h.dtype)
         states = [h]
-        for layer in m.layers:
+        for layer in m.layers[:max(self.layers)]:
             out = layer(h, None)
             h = out[0] if isinstance(out, tuple) else out
             states.append(h)
-        states[-1] = m.layer_norm(h)
+        if len(states) == self.num_layers + 1:    # hidden_states[N] is the output after the final layer norm
+            states[-1] = m.layer_norm(h)
         return {k: states[k] for k in self.layers}
 
     def n_frames(self, n_samples: int) -> int:

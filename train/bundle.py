@@ -37,7 +37,9 @@ from .config import TrainConfig
 from .data import Inputs, StoreData, make_inputs
 from .heads import build_head, head_config
 from .normalization import Standardizer
-from .trainer import FittedModel, Job, fit_jobs, head_in_dims, predict_proba
+from .fitting import fit_jobs
+from .jobs import FittedModel, Job, head_in_dims
+from .trainer import predict_proba
 
 BUNDLE_FORMAT = "ser-train-bundle"
 BUNDLE_VERSION = 2

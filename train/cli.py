@@ -135,7 +135,7 @@ def _overrides(kw: dict[str, Any]) -> dict[str, Any]:
 
 
 def _device(device: str) -> str:
-    from .trainer import resolve_device
+    from .jobs import resolve_device
 
     try:
         return resolve_device(device)

@@ -124,6 +124,9 @@ class Head(nn.Module):
     """True when ``forward`` also takes the text side ``(t, tmask)``."""
     fixed: ClassVar[dict[str, Any]] = {}
     """:class:`TrainConfig` values this head always uses, whatever the config says (a preset)."""
+    fit_cost: ClassVar[float] = 1.0
+    """Rough training cost per frame·dim relative to ``mlp`` (measured on CPU); it only orders the jobs
+    of a shared worker pool (longest first, :mod:`train.fitting`), never what a job computes."""
 
     @classmethod
     def config_for(cls, cfg: TrainConfig) -> TrainConfig:
@@ -191,6 +194,8 @@ class MeanMaxHead(PooledHead):
 class AttentionHead(Head):
     """Frame scores from a linear scorer, softmax over valid frames, weighted average -> dropout -> linear."""
 
+    fit_cost = 0.5
+
     def __init__(self, in_dims: int, n_classes: int, cfg: TrainConfig):
         super().__init__()
         self.scorer = nn.Linear(in_dims, 1)
@@ -241,6 +246,7 @@ class BimodalHead(Head):
     """
 
     bimodal = True
+    fit_cost = 3.0
 
     def __init__(self, in_dims: tuple[int, int], n_classes: int, cfg: TrainConfig):
         super().__init__()
@@ -293,3 +299,4 @@ class BimodalXuHead(BimodalHead):
     """
 
     fixed = {"align": "additive", "audio_stride": 1, "input_proj": 0}
+    fit_cost = 9.0

@@ -6,12 +6,16 @@ thread (processes do not wait on each other the way OpenMP threads do on a busy 
 the loaded stores copy-on-write, so nothing is re-read or copied; each returns its state dict. A job's
 randomness depends only on its own seed, so results are identical to fitting the jobs one by one.
 
+The tasks of one pool may come from several experiments (different inputs, heads, configs: the runs of
+``ser-train tables`` share one pool, :mod:`train.fitting`), so no worker idles while another run's last
+fold finishes; the caller passes them in the order to start them (longest first balances best).
+
 Fork is used only where it is available and safe enough: Linux/macOS ``fork`` start method, CPU device,
 and a parent running one intra-op thread (GNU OpenMP is not fork-safe once it has started a thread pool).
 Otherwise :func:`fit_parallel` is not used and jobs run serially.
 
 Failures reach the caller as they would serially: an exception in a worker (e.g.
-:class:`train.trainer.TrainingDiverged`, ``ValueError``) is sent back and re-raised in the parent with the
+:class:`train.jobs.TrainingDiverged`, ``ValueError``) is sent back and re-raised in the parent with the
 same type and message (the worker's traceback is attached as a note), and the other workers are stopped at
 once. A worker that dies without an answer (killed, out of memory) gives a ``RuntimeError`` naming the job
 instead of a hang.
@@ -23,6 +27,7 @@ import multiprocessing as mp
 import os
 import pickle
 import traceback
+from dataclasses import dataclass
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Sequence
@@ -32,7 +37,9 @@ import torch
 from .config import TrainConfig
 from .data import Inputs
 from .heads import build_head
+from .jobs import FittedModel, Job, head_in_dims
 from .normalization import Standardizer
+from .trainer import train_frame
 
 _STATE: tuple[Any, ...] | None = None
 
@@ -75,17 +82,26 @@ class _Failure:
         raise self.exc
 
 
-def _fit_one(i: int) -> tuple[int, Any, list[dict[str, torch.Tensor]], int, int]:
-    from .trainer import train_frame
+@dataclass(eq=False)
+class FitTask:
+    """One frame-level fit: ``job`` of head ``head_name`` with ``cfg`` on ``inputs`` (its training view)."""
 
+    inputs: Inputs
+    head_name: str
+    cfg: TrainConfig
+    job: Job
+
+
+def _fit_one(i: int) -> tuple[int, Any, list[dict[str, torch.Tensor]], int, int, float]:
     assert _STATE is not None
-    inputs, head_name, cfg, device, jobs = _STATE
+    tasks, device = _STATE
+    t = tasks[i]
     try:
-        m = train_frame(inputs, head_name, cfg, jobs[i], device)
+        m = train_frame(t.inputs, t.head_name, t.cfg, t.job, device)
     except Exception as e:  # noqa: BLE001 - sent back whole, re-raised by the parent
-        return i, _Failure(e), [], 0, 0
+        return i, _Failure(e), [], 0, 0, 0.0
     state = {k: v.detach().clone() for k, v in m.head.state_dict().items()}
-    return i, state, [s.state() for s in m.standardizers], m.epochs, m.steps
+    return i, state, [s.state() for s in m.standardizers], m.epochs, m.steps, m.seconds
 
 
 def _stop(pool: ProcessPoolExecutor) -> None:
@@ -99,40 +115,43 @@ def _stop(pool: ProcessPoolExecutor) -> None:
         proc.join(timeout=5)
 
 
-def fit_parallel(inputs: Inputs, head_name: str, cfg: TrainConfig, jobs: Sequence[Any], device: str, workers: int,
-                 on_done: Callable[[int], None] | None = None) -> list[Any]:
-    """:func:`train.trainer.train_frame` for every job in ``workers`` forked processes; results in job order.
+def fit_parallel(tasks: Sequence[FitTask], device: str, workers: int,
+                 on_done: Callable[[int], None] | None = None) -> list[FittedModel]:
+    """:func:`train.trainer.train_frame` for every task in ``workers`` forked processes, started in the order
+    given; results in task order.
 
     The first failing job's exception is re-raised here (same type and message); see the module docstring.
     """
-    from .trainer import FittedModel, head_in_dims
-
     global _STATE
-    _STATE = (inputs, head_name, cfg, device, list(jobs))
-    order = sorted(range(len(jobs)), key=lambda i: -len(jobs[i].train))   # longest first: better balance
-    out: list[Any] = [None] * len(jobs)
+    tasks = list(tasks)
+    for t in tasks:   # float32 copies of small stores are made here once, shared copy-on-write by the workers
+        for store in t.inputs.stores:
+            store.frames_on(device)
+    _STATE = (tasks, device)
+    out: list[Any] = [None] * len(tasks)
     pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"), initializer=_init_worker)
     finished = False
     try:
-        pending = {pool.submit(_fit_one, i): i for i in order}
+        pending = {pool.submit(_fit_one, i): i for i in range(len(tasks))}
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
-                job = jobs[pending.pop(fut)]
+                t = tasks[pending.pop(fut)]
                 try:
-                    i, state, stds, epochs, steps = fut.result()
+                    i, state, stds, epochs, steps, seconds = fut.result()
                 except BrokenProcessPool:
                     raise RuntimeError(
-                        f"a worker process fitting head {head_name!r} ({getattr(job, 'describe', lambda: '')()}) "
+                        f"a worker process fitting head {t.head_name!r} ({t.job.describe()}) "
                         f"died without an answer (killed, or out of memory?); rerun with fewer --workers "
                         f"(--workers 1 fits the jobs one by one in this process)") from None
                 if isinstance(state, _Failure):
                     state.reraise()
-                head = build_head(head_name, head_in_dims(head_name, inputs), len(inputs.classes), cfg)
+                head = build_head(t.head_name, head_in_dims(t.head_name, t.inputs), len(t.inputs.classes), t.cfg)
                 head.load_state_dict(state)
                 head.eval()
-                out[i] = FittedModel(head_name, head.to(device), tuple(Standardizer(s["mean"], s["std"]) for s in stds),
-                                     inputs.classes, epochs, steps)
+                out[i] = FittedModel(t.head_name, head.to(device),
+                                     tuple(Standardizer(s["mean"], s["std"]) for s in stds),
+                                     t.inputs.classes, epochs, steps, seconds=seconds)
                 if on_done:
                     on_done(1)
         finished = True

@@ -22,7 +22,7 @@ the confusion matrix summed over folds *and* seeds (``confusion.csv``); F1 can d
 Refused or flagged: fewer than two classes among the labelled rows (:func:`train.data.check_classes`);
 repeated seeds run once (:func:`dedupe_seeds`, with a note); a test fold without some class, or a class
 without training utterances in a fold, gives a warning (``CVResult.warnings``) as its fold UA then
-averages over fewer classes; non-finite predictions stop the run (:class:`train.trainer.TrainingDiverged`).
+averages over fewer classes; non-finite predictions stop the run (:class:`train.jobs.TrainingDiverged`).
 """
 
 from __future__ import annotations
@@ -42,7 +42,9 @@ from .heads import head_config
 from .layers import layer_weights_of, mean_layer_weights
 from .metrics import confusion_matrix, mean_std, scores_from_confusion
 from .metrics import not_scored as unscored
-from .trainer import Job, TrainingDiverged, fit_jobs, predict_proba
+from .fitting import JobGroup, fit_groups, fit_jobs
+from .jobs import FittedModel, Job, TrainingDiverged
+from .trainer import predict_proba
 
 METRICS = ("ua", "wa", "f1")
 DEFAULT_KS = (25, 50, 125, 250, 500, None)
@@ -215,15 +217,28 @@ def pooled_scores(confusions: dict[int, np.ndarray]) -> dict[str, Any]:
     return out
 
 
-def cross_validate(inputs: Inputs, head: str, cfg: TrainConfig, k: int | None = None,
-                   seeds: Sequence[int] = (0,), device: str = "cpu", precompute: bool = True,
-                   on_job_done: Callable[[int], None] | None = None, workers: int = 1) -> CVResult:
-    """Speaker-independent CV of ``head`` for every seed (optionally ``k`` training utterances per class).
+@dataclass(eq=False)
+class CVPlan:
+    """One cross-validation experiment, planned but not fitted: its (seed, fold) jobs and what the report
+    needs besides the models (:func:`plan_cv`, :func:`score_cv`)."""
 
-    All (seed, fold) jobs of a pooled head train together (:func:`train.trainer.train_pooled`); those of a
-    frame-level head go to ``workers`` processes (:mod:`train.parallel`).
-    """
-    start = time.perf_counter()
+    inputs: Inputs
+    head: str
+    cfg: TrainConfig
+    k: int | None
+    seeds: tuple[int, ...]
+    jobs: list[Job]
+    job_folds: list[Fold]
+    notes: list[str]
+    warnings: list[str]
+
+    def group(self) -> JobGroup:
+        return JobGroup(self.inputs, self.head, self.cfg, self.jobs)
+
+
+def plan_cv(inputs: Inputs, head: str, cfg: TrainConfig, k: int | None = None,
+            seeds: Sequence[int] = (0,)) -> CVPlan:
+    """The jobs of a speaker-independent CV of ``head``: one per (seed, fold), ``k`` per class when given."""
     cfg = head_config(head, cfg)      # a preset head (bimodal-xu) records the values it really trains with
     seeds, seed_note = dedupe_seeds(seeds)
     if not seeds:
@@ -231,21 +246,26 @@ def cross_validate(inputs: Inputs, head: str, cfg: TrainConfig, k: int | None = 
     folds, notes = speaker_independent_folds(inputs)
     if seed_note:
         notes.append(seed_note)
-    warnings = fold_warnings(inputs, folds)
     jobs: list[Job] = []
     job_folds: list[Fold] = []
     for seed in seeds:
         for f in folds:
             jobs.append(Job(subsample(inputs, f.train, k, seed), seed, f.index, fold=f.name))
             job_folds.append(f)
-    models = fit_jobs(inputs, head, cfg, jobs, device, precompute=precompute, on_done=on_job_done, workers=workers)
-    fit_seconds = time.perf_counter() - start
+    return CVPlan(inputs, head, cfg, k, tuple(seeds), jobs, job_folds, notes, fold_warnings(inputs, folds))
+
+
+def score_cv(plan: CVPlan, models: Sequence[FittedModel], device: str = "cpu", precompute: bool = True,
+             fit_seconds: float = 0.0) -> CVResult:
+    """Predict every held-out session with its job's model and score the run (fold rows, pooled scores)."""
+    start = time.perf_counter()
+    inputs, head, cfg, seeds = plan.inputs, plan.head, plan.cfg, plan.seeds
     n_classes = len(inputs.classes)
     total_cm = np.zeros((n_classes, n_classes), np.int64)
     seed_cm = {s: np.zeros((n_classes, n_classes), np.int64) for s in seeds}
     fold_rows: list[dict[str, Any]] = []
     pred_parts: dict[str, list[np.ndarray]] = {"row": [], "fold": [], "seed": [], "y": [], "pred": [], "proba": []}
-    for job, f, model in zip(jobs, job_folds, models):
+    for job, f, model in zip(plan.jobs, plan.job_folds, models):
         proba = predict_proba(model, inputs, f.test, device, precompute=precompute, eval_batch=cfg.eval_batch)
         if not np.isfinite(proba).all():
             raise TrainingDiverged(f"head {head!r}, {job.describe()}: the predictions on the held-out session "
@@ -267,12 +287,50 @@ def cross_validate(inputs: Inputs, head: str, cfg: TrainConfig, k: int | None = 
         pred_parts["pred"].append(pred)
         pred_parts["proba"].append(proba)
     predictions = {key: np.concatenate(v) for key, v in pred_parts.items()}
-    seconds = time.perf_counter() - start
-    return CVResult(head=head, store=inputs.name, k=k, seeds=seeds, config=cfg, classes=inputs.classes,
+    eval_seconds = time.perf_counter() - start
+    return CVResult(head=head, store=inputs.name, k=plan.k, seeds=seeds, config=cfg, classes=inputs.classes,
                     folds=fold_rows, confusion=total_cm, predictions=predictions,
-                    summary=summarize(fold_rows, seeds), seconds=seconds, device=device, notes=notes,
-                    pooled=pooled_scores(seed_cm), warnings=warnings,
-                    fit_seconds=fit_seconds, eval_seconds=seconds - fit_seconds)
+                    summary=summarize(fold_rows, seeds), seconds=fit_seconds + eval_seconds, device=device,
+                    notes=list(plan.notes), pooled=pooled_scores(seed_cm), warnings=list(plan.warnings),
+                    fit_seconds=fit_seconds, eval_seconds=eval_seconds)
+
+
+def cross_validate(inputs: Inputs, head: str, cfg: TrainConfig, k: int | None = None,
+                   seeds: Sequence[int] = (0,), device: str = "cpu", precompute: bool = True,
+                   on_job_done: Callable[[int], None] | None = None, workers: int = 1) -> CVResult:
+    """Speaker-independent CV of ``head`` for every seed (optionally ``k`` training utterances per class).
+
+    All (seed, fold) jobs of a pooled head train together (:func:`train.trainer.train_pooled`); those of a
+    frame-level head go to ``workers`` processes (:mod:`train.parallel`).
+    """
+    start = time.perf_counter()
+    plan = plan_cv(inputs, head, cfg, k, seeds)
+    models = fit_jobs(inputs, plan.head, plan.cfg, plan.jobs, device, precompute=precompute, on_done=on_job_done,
+                      workers=workers)
+    return score_cv(plan, models, device, precompute, fit_seconds=time.perf_counter() - start)
+
+
+def cross_validate_many(plans: Sequence[CVPlan], device: str = "cpu", precompute: bool = True,
+                        on_job_done: Callable[[int], None] | None = None, workers: int = 1) -> list[CVResult]:
+    """Every planned CV at once: the frame-level jobs of all of them share one pool of ``workers`` processes
+    (:func:`train.fitting.fit_groups`); results in plan order, each the same as :func:`cross_validate` would
+    give (a job's numbers do not depend on where it runs).
+
+    Timing: with more than one plan, a run's ``fit_seconds`` is the sum of its own jobs' fit times (its
+    jobs ran interleaved with the others'), and a note says so.
+    """
+    if len(plans) == 1:
+        start = time.perf_counter()
+        models = fit_groups([plans[0].group()], device, precompute, on_job_done, workers)[0]
+        return [score_cv(plans[0], models, device, precompute, fit_seconds=time.perf_counter() - start)]
+    fitted = fit_groups([p.group() for p in plans], device, precompute, on_job_done, workers)
+    out = []
+    for plan, models in zip(plans, fitted):
+        r = score_cv(plan, models, device, precompute, fit_seconds=sum(m.seconds for m in models))
+        r.notes.append(f"fitted together with {len(plans) - 1} other run(s) in one pool of {max(1, workers)} "
+                       f"worker(s): fit_seconds is the sum of this run's own job times")
+        out.append(r)
+    return out
 
 
 def parse_ks(text: str | Sequence[Any]) -> list[int | None]:
@@ -475,7 +533,7 @@ def cross_corpus(train: Inputs, test: Inputs, head: str, cfg: TrainConfig, k: in
                  on_job_done: Callable[[int], None] | None = None, workers: int = 1) -> CrossCorpusResult:
     """Train ``head`` on every labelled row of ``train`` (``k`` per class with ``k``), test on ``test``.
 
-    One model per seed (:func:`train.trainer.fit_jobs`), scored on each test corpus of ``test`` on its own
+    One model per seed (:func:`train.fitting.fit_jobs`), scored on each test corpus of ``test`` on its own
     (a row of ``folds``) and on all of them together (``pooled``). The classes are the training classes:
     ``test`` is re-encoded with them, and its rows with another label (or none) are not scored (counted in
     ``not_scored``, with a warning for other labels). Refused: fewer than two training classes, test

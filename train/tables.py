@@ -33,9 +33,10 @@ from ser_common.store import FeatureStore, StoreError, list_stores
 
 from .config import TrainConfig, schedule_config
 from .data import Inputs, check_classes, load_store, make_inputs
-from .protocol import DEFAULT_KS, CVResult, CurveResult, cross_validate, dedupe_seeds, resolve_ks
+from .experiment import RunCache, largest_class
+from .protocol import DEFAULT_KS, CVResult, CurveResult, dedupe_seeds, resolve_ks
 from .reports import md_table, pct, plot_curve, pm, write_curve_csv
-from .runs import command_line, write_run
+from .runs import command_line
 
 ACOUSTIC_HEADS = ("mean", "meanmax", "attention", "mlp")
 CURVE_HEAD = "mlp"
@@ -121,44 +122,6 @@ def _rel(path: Any, root: Path) -> str:
         return str(path)
 
 
-class RunCache:
-    """Runs each distinct (inputs, head, k, config) once, writes its run folder, and advances a progress bar."""
-
-    def __init__(self, out: Path, seeds: Sequence[int], device: str, progress: Any = None, workers: int = 1):
-        self.out, self.seeds, self.device, self.progress = out, tuple(seeds), device, progress
-        self.workers = workers
-        self.results: dict[tuple, CVResult] = {}
-        self._largest: dict[str, int] = {}
-        self.command = command_line()
-
-    def key(self, inputs: Inputs, head: str, k: int | None, cfg: TrainConfig) -> tuple:
-        return (inputs.name, head, self.effective_k(inputs, k), cfg.to_json())
-
-    def effective_k(self, inputs: Inputs, k: int | None) -> int | None:
-        """``None`` when sampling ``k`` per class would take every training utterance (same run as all data)."""
-        if k is None:
-            return None
-        if inputs.name not in self._largest:
-            self._largest[inputs.name] = _largest_class(inputs)
-        return None if k >= self._largest[inputs.name] else k
-
-    def has(self, inputs: Inputs, head: str, k: int | None, cfg: TrainConfig) -> bool:
-        return self.key(inputs, head, k, cfg) in self.results
-
-    def run(self, inputs: Inputs, head: str, k: int | None, cfg: TrainConfig) -> CVResult:
-        key = self.key(inputs, head, k, cfg)
-        if key not in self.results:
-            if self.progress is not None:
-                self.progress.set_postfix_str(f"{head} {inputs.name} k={'all' if k is None else k} {cfg.schedule}")
-            r = cross_validate(inputs, head, cfg, k=key[2], seeds=self.seeds, device=self.device,
-                               workers=self.workers)
-            write_run(r, inputs, self.out / "runs", command=self.command, extra={"schedule": cfg.schedule})
-            self.results[key] = r
-            if self.progress is not None:
-                self.progress.update(1)
-        return self.results[key]
-
-
 def run_tables(stores_dir: str | os.PathLike, out: str | os.PathLike, seeds: Sequence[int] = (0, 1, 2),
                k: int = 125, schedule: str = "paper", also_converged: bool = False, device: str = "cpu",
                workers: int = 1,
@@ -167,8 +130,8 @@ def run_tables(stores_dir: str | os.PathLike, out: str | os.PathLike, seeds: Seq
                progress: Callable[..., Any] | None = None) -> dict[str, Any]:
     """Run every experiment of the tables and write the outputs; returns the ``results.json`` content.
 
-    ``progress(total=N)`` (e.g. ``tqdm``) makes the progress bar over runs; ``workers`` processes fit the
-    folds of frame-level heads (:mod:`train.parallel`).
+    ``progress(total=N)`` (e.g. ``tqdm``) makes the progress bar over fits (fold × seed jobs); ``workers``
+    processes fit the jobs of frame-level heads, of all runs together (:mod:`train.experiment`).
     """
     start = time.perf_counter()
     if table2_head not in ("best", *ACOUSTIC_HEADS):
@@ -213,23 +176,29 @@ def run_tables(stores_dir: str | os.PathLike, out: str | os.PathLike, seeds: Seq
     curve_ks = {x.name: resolve_ks(x, ks) for x in acoustic}
     for name, (_, skipped) in curve_ks.items():
         notes.extend(f"{name}: {s}" for s in skipped)
-    k_largest = max(max(_largest_class(x), 0) for x in acoustic)
+    k_largest = max(max(largest_class(x), 0) for x in acoustic)
     if k >= k_largest:
         notes.append(f"k={k} per class is at least the largest class of a training fold ({k_largest}): "
                      f"table 1 then uses all training data")
 
     out.mkdir(parents=True, exist_ok=True)   # only once the stores are loaded and checked
     cache = RunCache(out, seeds, device, workers=workers)
-    planned = set()
+    # every run known before any result: table 1, the curves and the bimodal row of every schedule; they
+    # are fitted together (one worker pool). Table 2's acoustic row (the best head of table 1 on all data)
+    # is known only after table 1 and runs afterwards unless table 1 already ran it.
+    first: list[tuple[Inputs, str, int | None, TrainConfig]] = []
     for s, cfg in cfgs.items():
-        for x in acoustic:
-            planned.update(cache.key(x, h, k, cfg) for h in ACOUSTIC_HEADS)
-            planned.update(cache.key(x, CURVE_HEAD, kk, cfg) for kk in curve_ks[x.name][0])
-        planned.add((pre.name, "?table2", None, cfg.to_json()))
+        for h in ACOUSTIC_HEADS:
+            first += [(x, h, k, cfg) for x in (pre, lld) if x is not None]
+        first += [(x, CURVE_HEAD, kk, cfg) for x in acoustic for kk in curve_ks[x.name][0]]
         if bim is not None:
-            planned.add(cache.key(bim, "bimodal", None, cfg))
-    bar = progress(total=len(planned), desc="ser-train tables", unit="run") if progress else None
+            first.append((bim, "bimodal", None, cfg))
+    planned = {cache.key(*e): cache.n_jobs(e[0]) for e in first}
+    for cfg in cfgs.values():
+        planned[(pre.name, "?table2", None, cfg.to_json())] = cache.n_jobs(pre)
+    bar = progress(total=sum(planned.values()), desc="ser-train tables", unit="fit") if progress else None
     cache.progress = bar
+    cache.run_many(first)
 
     table1: dict[str, list[dict[str, Any]]] = {}
     table2: dict[str, list[dict[str, Any]]] = {}
@@ -248,7 +217,7 @@ def run_tables(stores_dir: str | os.PathLike, out: str | os.PathLike, seeds: Seq
         if best == "best":
             best = max(rows, key=lambda r: r["pretrained"]["ua"])["head"]
         if bar is not None and cache.has(pre, best, None, cfg):
-            bar.total -= 1
+            bar.total -= cache.n_jobs(pre)
             bar.refresh()
         t2 = [{"model": f"{best} on {pre.name}", "head": best, **_entry(cache.run(pre, best, None, cfg), out)}]
         if bim is not None:
@@ -290,12 +259,6 @@ def run_tables(stores_dir: str | os.PathLike, out: str | os.PathLike, seeds: Seq
     (out / "summary.md").write_text(format_summary(results) + "\n")
     return results
 
-
-def _largest_class(x: Inputs) -> int:
-    from .protocol import class_counts, speaker_independent_folds
-
-    folds, _ = speaker_independent_folds(x)
-    return max(max(class_counts(x, f.train).values()) for f in folds)
 
 
 def _entry(r: CVResult, out: Path) -> dict[str, Any]:
@@ -406,7 +369,7 @@ def format_summary(res: dict[str, Any]) -> str:
         lines.append(f"- bimodal (full data): UA {pct(bi['ua'])} % (pooled {pct(bi['ua_pooled'])} %)")
     lines += ["", format_table1(res).replace("# Table 1", "### Table 1"), "",
               format_table2(res).replace("# Table 2", "### Table 2"), "",
-              f"![learning curve](figure2.png)", "", "Run folders (config, provenance, metrics, predictions): "
+              "![learning curve](figure2.png)", "", "Run folders (config, provenance, metrics, predictions): "
               + ", ".join(f"`{r}`" for r in res["runs"])]
     other = [n for n in res["notes"] if "table 1" not in n and "bimodal" not in n and "LLD" not in n]
     lines += [f"\nNote: {n}" for n in other]

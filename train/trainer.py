@@ -35,8 +35,8 @@ numbers are unchanged.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Callable, Sequence
+import time
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -47,73 +47,12 @@ from .config import TrainConfig
 from .data import Inputs
 from .dropout import keep_mask
 from .heads import Head, LayerSumHead, build_head, head_class
+from .jobs import FittedModel, Job, TrainingDiverged, head_in_dims
 from .layers import training_view
 from .normalization import Standardizer, fit_standardizer
-from .parallel import can_fork, fit_parallel
 
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
-
-
-def resolve_device(device: str = "auto") -> str:
-    """``auto`` -> ``cuda`` when available, else ``cpu``; ``cuda`` without a GPU is an error."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda asked for, but torch sees no CUDA device (use --device auto or cpu)")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise ValueError(f"unknown device {device!r}; use auto, cpu or cuda[:N]")
-    return device
-
-
-class TrainingDiverged(RuntimeError):
-    """Training of a job went non-finite (loss or weights NaN/Inf); the message says where and what to do."""
-
-
-@dataclass(eq=False)
-class Job:
-    """One model to fit: ``train`` (int64 store rows), ``seed``, ``stream`` (fold index), ``fold`` (its name,
-    for messages; ``None`` outside cross-validation)."""
-
-    train: np.ndarray
-    seed: int
-    stream: int = 0
-    fold: str | None = None
-
-    def describe(self) -> str:
-        """``fold Ses03 (seed 1)``, or ``seed 0, 96 training utterances`` outside cross-validation."""
-        if self.fold is not None:
-            return f"fold {self.fold} (seed {self.seed})"
-        return f"seed {self.seed}, {len(self.train)} training utterances"
-
-    def rng(self) -> np.random.Generator:
-        return np.random.default_rng([int(self.seed), int(self.stream)])
-
-    @property
-    def torch_seed(self) -> int:
-        return int(np.random.SeedSequence([int(self.seed), int(self.stream)]).generate_state(1, np.uint32)[0])
-
-
-@dataclass(eq=False)
-class FittedModel:
-    """A trained head with what it needs to predict: standardisers (audio[, text]) and class names."""
-
-    head_name: str
-    head: Head
-    standardizers: tuple[Standardizer, ...]
-    classes: tuple[str, ...]
-    epochs: int
-    steps: int
-    extra: dict = field(default_factory=dict)
-
-
-def head_in_dims(head_name: str, inputs: Inputs) -> int | tuple[int, int]:
-    """The ``in_dims`` argument of :func:`build_head` for these inputs (checks the text store is there)."""
-    if head_class(head_name).bimodal:
-        if inputs.text is None:
-            raise ValueError(f"head {head_name!r} needs a text store (--text) besides {inputs.audio.path}")
-        return (inputs.audio.dims, inputs.text.dims)
-    return inputs.audio.dims
 
 
 def _fit_standardizers(inputs: Inputs, head_name: str, rows: np.ndarray, cfg: TrainConfig) -> tuple[Standardizer, ...]:
@@ -185,6 +124,7 @@ def train_frame(inputs: Inputs, head_name: str, cfg: TrainConfig, job: Job, devi
 
     Raises :class:`TrainingDiverged` when a step's loss or, at an epoch's end, a weight is NaN/Inf.
     """
+    start = time.perf_counter()
     _check_rows(inputs, job.train, job)
     cls = head_class(head_name)
     in_dims = head_in_dims(head_name, inputs)
@@ -223,7 +163,8 @@ def train_frame(inputs: Inputs, head_name: str, cfg: TrainConfig, job: Job, devi
                                 per_epoch)
             checked = s + 1
     head.eval()
-    return FittedModel(head_name, head, stds, inputs.classes, epochs, len(plan))
+    return FittedModel(head_name, head, stds, inputs.classes, epochs, len(plan),
+                       seconds=time.perf_counter() - start)
 
 
 def _pooled_stats(std: Standardizer, width: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -243,6 +184,7 @@ def train_pooled(inputs: Inputs, head_name: str, cfg: TrainConfig, jobs: Sequenc
                          f"use train_frame")
     if not jobs:
         return []
+    start = time.perf_counter()
     for job in jobs:
         _check_rows(inputs, job.train, job)
     store = inputs.audio
@@ -332,34 +274,10 @@ def train_pooled(inputs: Inputs, head_name: str, cfg: TrainConfig, jobs: Sequenc
             head.classifier.bias.copy_(b[slot].cpu())
         head.eval()
         fitted[j] = FittedModel(head_name, head.to(device), (stds[j],), inputs.classes, epochs[j], int(n_steps[j]))
+    share = (time.perf_counter() - start) / n_jobs
+    for m in fitted:
+        m.seconds = share  # type: ignore[union-attr]
     return fitted  # type: ignore[return-value]
-
-
-def fit_jobs(inputs: Inputs, head_name: str, cfg: TrainConfig, jobs: Sequence[Job], device: str = "cpu",
-             precompute: bool = True, on_done: Callable[[int], None] | None = None,
-             workers: int = 1) -> list[FittedModel]:
-    """Fit every job with the fastest exact engine: pooled heads batched over jobs (``cfg.batched_folds``)
-    or one by one on pooled vectors; other heads (or ``precompute=False``) frame by frame, in ``workers``
-    forked processes when > 1 (CPU, see :mod:`train.parallel`). ``on_done(n)`` is called as ``n`` more
-    jobs finish."""
-    cls = head_class(head_name)
-    head_in_dims(head_name, inputs)  # fails early when a bimodal head has no text store
-    out: list[FittedModel] = []
-    if cls.pooled and precompute and cfg.layer_sum == 1:
-        groups = [list(jobs)] if cfg.batched_folds else [[j] for j in jobs]
-        for group in groups:
-            out.extend(train_pooled(inputs, head_name, cfg, group, device))
-            if on_done:
-                on_done(len(group))
-        return out
-    inputs = training_view(inputs, head_name, cfg.layer_sum)
-    if workers > 1 and len(jobs) > 1 and can_fork(device):
-        return fit_parallel(inputs, head_name, cfg, jobs, device, min(workers, len(jobs)), on_done)
-    for job in jobs:
-        out.append(train_frame(inputs, head_name, cfg, job, device))
-        if on_done:
-            on_done(1)
-    return out
 
 
 def _scaled(logits: torch.Tensor, temperature: float) -> torch.Tensor:

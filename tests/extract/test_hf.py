@@ -298,6 +298,21 @@ def test_whisper_window_slices_the_positional_embeddings(saved, window):
                            atol=1e-4), "a shorter window changes the features (the padding frames are attended to)"
 
 
+def test_a_shorter_whisper_window_runs_only_the_layers_it_keeps(saved):
+    every = build(f"hf:{saved['whisper']}@all", whisper_window="native")
+    one = build(f"hf:{saved['whisper']}@1", whisper_window="native")
+    called = []
+    hooks = [lay.register_forward_hook(lambda *a, i=i: called.append(i)) for i, lay in enumerate(one.model.layers)]
+    x = [(0.1 * np.random.default_rng(2).standard_normal(16000)).astype(np.float32)]
+    try:
+        (mine,) = one.encode(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    assert called == [0], "@1 runs the first layer only"
+    np.testing.assert_array_equal(mine, every.encode_outputs(x)[one.name][0])
+
+
 def test_whisper_window_names_and_identity(saved):
     from ser_common.identity import FeatureIdentity
 

@@ -24,7 +24,9 @@ from train.data import find_nonfinite, load_inputs, load_store
 from train.parallel import can_fork
 from train.protocol import cross_validate, speaker_independent_folds
 from train.tables import identify_stores
-from train.trainer import Job, TrainingDiverged, fit_jobs, train_frame, train_pooled
+from train.fitting import fit_jobs
+from train.jobs import Job, TrainingDiverged
+from train.trainer import train_frame, train_pooled
 
 torch.set_num_threads(1)  # the parallel path forks only from a one-thread parent
 
@@ -176,17 +178,17 @@ def _unpicklable(*args, **kwargs):
 
 
 def test_a_worker_that_dies_or_raises_oddly_gives_a_clear_error_not_a_hang(stores, monkeypatch):
-    import train.trainer
+    import train.parallel
 
     inputs = load_inputs(stores / "wav2vec-toy.h5")
     folds, _ = speaker_independent_folds(inputs)
     jobs = [Job(f.train, 0, f.index, fold=f.name) for f in folds[:2]]
     cfg = TrainConfig(epochs=1, hidden=8)
-    monkeypatch.setattr(train.trainer, "train_frame", _die)  # the forked workers inherit the patch
+    monkeypatch.setattr(train.parallel, "train_frame", _die)  # the forked workers inherit the patch
     with pytest.raises(RuntimeError, match=r"a worker process fitting head 'mlp' \(fold Ses0\d \(seed 0\)\) died "
                                            r"without an answer .* rerun with fewer --workers"):
         fit_jobs(inputs, "mlp", cfg, jobs, workers=2)
-    monkeypatch.setattr(train.trainer, "train_frame", _unpicklable)
+    monkeypatch.setattr(train.parallel, "train_frame", _unpicklable)
     with pytest.raises(RuntimeError, match="Local: something odd in the worker"):
         fit_jobs(inputs, "mlp", cfg, jobs, workers=2)
 

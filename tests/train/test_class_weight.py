@@ -9,7 +9,8 @@ from train.cli import run as cli
 from train.config import TrainConfig
 from train.data import load_inputs
 from train.protocol import cross_validate, speaker_independent_folds
-from train.trainer import Job, class_weights, predict_proba, train_frame, train_pooled
+from train.jobs import Job
+from train.trainer import class_weights, predict_proba, train_frame, train_pooled
 
 from .toy_stores import toy_rows, write_toy_store
 

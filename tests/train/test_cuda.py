@@ -11,7 +11,8 @@ from train.config import TrainConfig
 from train.data import load_inputs
 from train.protocol import cross_validate, speaker_independent_folds
 from train.recurrent import BiLSTM
-from train.trainer import Job, predict_proba, train_frame, train_pooled
+from train.jobs import Job
+from train.trainer import predict_proba, train_frame, train_pooled
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none visible)")]

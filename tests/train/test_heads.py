@@ -11,7 +11,9 @@ from train.data import load_inputs
 from train.heads import HEADS, Head, build_head, head_class, head_config, head_names, register_head
 from train.protocol import speaker_independent_folds
 from train.recurrent import BiLSTM
-from train.trainer import Job, fit_jobs, predict_proba
+from train.fitting import fit_jobs
+from train.jobs import Job
+from train.trainer import predict_proba
 
 ACOUSTIC = ("mean", "meanmax", "attention", "mlp")
 

@@ -16,7 +16,9 @@ from train.data import load_inputs, load_store
 from train.heads import LayerSumHead, build_head
 from train.layers import expand_layer_paths, pooled_view, stack_layers, training_view
 from train.protocol import speaker_independent_folds
-from train.trainer import Job, fit_jobs, predict_proba
+from train.fitting import fit_jobs
+from train.jobs import Job
+from train.trainer import predict_proba
 
 from .toy_stores import AUDIO_PROV, toy_rows
 
@@ -91,7 +93,7 @@ def test_pooled_view_gives_the_mean_head_the_same_outputs_and_statistics(layer_d
     head = build_head("mean", inputs.audio.dims, 4, cfg).eval()
     with torch.no_grad():
         head.layer_sum.logits.copy_(torch.tensor([0.3, -1.0, 2.0, 0.1]))
-    from train.trainer import FittedModel
+    from train.jobs import FittedModel
     from train.normalization import fit_standardizer
 
     rows = np.arange(inputs.n)

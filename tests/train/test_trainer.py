@@ -5,7 +5,9 @@ from train.config import CONVERGED_MIN_STEPS, TrainConfig, schedule_config
 from train.data import load_inputs
 from train.protocol import cross_validate, speaker_independent_folds
 from train.parallel import can_fork
-from train.trainer import Job, fit_jobs, predict_proba, train_frame, train_pooled
+from train.fitting import fit_jobs
+from train.jobs import Job
+from train.trainer import predict_proba, train_frame, train_pooled
 
 
 def test_schedules():

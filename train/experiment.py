@@ -1,0 +1,89 @@
+"""The one path every cross-validation experiment takes: plan, fit (shared pool), score, write a run folder.
+
+A :class:`RunCache` runs each distinct experiment ``(inputs, head, k, config)`` once per output folder and
+writes its run folder (:func:`train.runs.write_run`); asking again returns the same result. ``run_many``
+plans a list of experiments, fits the frame-level jobs of all new ones in one worker pool
+(:func:`train.protocol.cross_validate_many`) and writes their folders in the order asked. ``ser-train
+tables``, ``curve`` and ``sweep`` go through it.
+
+``k`` per class at or above the largest class of every training fold takes all the training data: such a run
+is the same experiment as ``k = all`` (:meth:`RunCache.effective_k`), so it is run and written once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from .config import TrainConfig
+from .data import Inputs
+from .protocol import (CVResult, class_counts, cross_validate_many, plan_cv, speaker_independent_folds)
+from .runs import command_line, write_run
+
+Experiment = tuple[Inputs, str, "int | None", TrainConfig]
+"""``(inputs, head, k per class or None, config)``."""
+
+
+def largest_class(inputs: Inputs) -> int:
+    """The most training utterances any class has in any fold (``k`` at or above it means all the data)."""
+    folds, _ = speaker_independent_folds(inputs)
+    return max(max(class_counts(inputs, f.train).values()) for f in folds)
+
+
+class RunCache:
+    """Runs each distinct (inputs, head, k, config) once, writes its run folder under ``out/runs``, and
+    advances a progress bar by the jobs (fold × seed fits) that finish."""
+
+    def __init__(self, out: Path, seeds: Sequence[int], device: str, progress: Any = None, workers: int = 1,
+                 extra: dict[str, Any] | None = None):
+        self.out, self.seeds, self.device, self.progress = Path(out), tuple(seeds), device, progress
+        self.workers = workers
+        self.extra = extra
+        self.results: dict[tuple, CVResult] = {}
+        self._largest: dict[str, int] = {}
+        self.command = command_line()
+
+    def key(self, inputs: Inputs, head: str, k: int | None, cfg: TrainConfig) -> tuple:
+        return (inputs.name, head, self.effective_k(inputs, k), cfg.to_json())
+
+    def effective_k(self, inputs: Inputs, k: int | None) -> int | None:
+        """``None`` when sampling ``k`` per class would take every training utterance (same run as all data)."""
+        if k is None:
+            return None
+        if inputs.name not in self._largest:
+            self._largest[inputs.name] = largest_class(inputs)
+        return None if k >= self._largest[inputs.name] else k
+
+    def n_jobs(self, inputs: Inputs) -> int:
+        """Fits one run of ``inputs`` takes: folds × seeds."""
+        folds, _ = speaker_independent_folds(inputs)
+        return len(folds) * len(set(self.seeds))
+
+    def has(self, inputs: Inputs, head: str, k: int | None, cfg: TrainConfig) -> bool:
+        return self.key(inputs, head, k, cfg) in self.results
+
+    def run(self, inputs: Inputs, head: str, k: int | None, cfg: TrainConfig) -> CVResult:
+        return self.run_many([(inputs, head, k, cfg)])[0]
+
+    def run_many(self, experiments: Sequence[Experiment]) -> list[CVResult]:
+        """The result of every experiment, in order; the new ones are fitted together (one pool)."""
+        new: dict[tuple, Experiment] = {}
+        for inputs, head, k, cfg in experiments:
+            key = self.key(inputs, head, k, cfg)
+            if key not in self.results and key not in new:
+                new[key] = (inputs, head, key[2], cfg)
+        if new:
+            if self.progress is not None:
+                heads = sorted({e[1] for e in new.values()})
+                self.progress.set_postfix_str(f"{len(new)} run(s): {', '.join(heads)}")
+            plans = [plan_cv(inputs, head, cfg, k, self.seeds) for inputs, head, k, cfg in new.values()]
+            results = cross_validate_many(plans, self.device, on_job_done=self._advance, workers=self.workers)
+            for (key, (inputs, _, _, cfg)), r in zip(new.items(), results):
+                write_run(r, inputs, self.out / "runs", command=self.command,
+                          extra={"schedule": cfg.schedule, **(self.extra or {})})
+                self.results[key] = r
+        return [self.results[self.key(inputs, head, k, cfg)] for inputs, head, k, cfg in experiments]
+
+    def _advance(self, n: int) -> None:
+        if self.progress is not None:
+            self.progress.update(n)
