@@ -157,7 +157,7 @@ shared-results: $(STORES)/emodb/.shared-extract.done $(STORES)/ravdess/.shared-e
 predict: | $(INSTALLED)
 	@test -n "$(AUDIO_DIR)" || { echo "usage: make predict AUDIO_DIR=folder/of/audio MODEL=model.pt [OUT=folder]"; exit 1; }
 	@test -d "$(AUDIO_DIR)" || { echo "AUDIO_DIR=$(AUDIO_DIR): no such folder"; exit 1; }
-	@test -f "$(MODEL)" || { echo "MODEL=$(MODEL): no such model bundle (make one with ser-train fit --store … --head … --out $(MODEL))"; exit 1; }
+	@test -f "$(MODEL)" || { echo "MODEL=$(MODEL): no such model bundle (make one with ser-train fit --store … --head … -o $(MODEL))"; exit 1; }
 	@mkdir -p $(OUT)
 	$(SER_MANIFEST) folder $(AUDIO_DIR) -o $(OUT)/.pool.new.jsonl
 	@if cmp -s $(OUT)/.pool.new.jsonl $(OUT)/pool.jsonl; then rm -f $(OUT)/.pool.new.jsonl; else \

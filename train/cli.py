@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from .config import CLASS_WEIGHTS, SCHEDULES, schedule_config
+from .config import schedule_config
 
 
 def _seeds(text: str) -> list[int]:
@@ -94,44 +94,62 @@ def _k(value: str | None) -> int | None:
     return k
 
 
+def _flag(f: Any) -> str | None:
+    """The option name of TrainConfig field ``f`` (``mlp_hidden`` -> ``--mlp-hidden``; ``None``: no flag)."""
+    return f.metadata.get("flag", "--" + f.name.replace("_", "-"))
+
+
 def training_options(f: Any) -> Any:
-    """The schedule and its overrides, shared by cv/curve/tables/fit."""
-    opts = [
-        click.option("--schedule", type=click.Choice(SCHEDULES), default="paper", show_default=True,
-                     help="paper: 100 epochs at lr 1e-4 (Boigne et al.); converged: lr 1e-3 and >= 3000 steps."),
-        click.option("--epochs", type=int, help="Override the schedule's epochs (taken literally)."),
-        click.option("--lr", type=float, help="Override the learning rate."),
-        click.option("--batch-size", type=int, help="Override the batch size (default 16)."),
-        click.option("--dropout", type=float, help="Override the dropout probability (default 0.2)."),
-        click.option("--hidden", type=int, help="mlp head: hidden width (default 128)."),
-        click.option("--layers", type=int, help="mlp head: hidden layers (default 1)."),
-        click.option("--lstm-hidden", type=int, help="bimodal head: LSTM size per direction (default 64)."),
-        click.option("--audio-stride", type=int, help="bimodal head: average audio frames in windows of N (default 2)."),
-        click.option("--no-normalize", is_flag=True, help="Do not standardise features per fold."),
-        click.option("--class-weight", type=click.Choice(CLASS_WEIGHTS),
-                     help="Loss weight per class: none (default) or balanced (n / (C × count of the class), "
-                          "from each fold's training rows; for imbalanced corpora)."),
-    ]
+    """One option per :class:`train.config.TrainConfig` field, generated from the fields (name, type,
+    choices, help), shared by cv/loco/curve/tables/fit. Not given = the schedule's value."""
+    from dataclasses import MISSING, fields
+
+    from .config import TrainConfig
+
+    defaults = TrainConfig()
+    opts = []
+    for fld in fields(TrainConfig):
+        flag = _flag(fld)
+        if flag is None:
+            continue
+        meta, default = fld.metadata, getattr(defaults, fld.name)
+        if fld.name == "schedule":
+            opts.append(click.option(flag, type=click.Choice(meta["choices"]), default=default, show_default=True,
+                                     help=meta["help"]))
+            continue
+        help_text = f"{meta['help']} Default: the schedule's ({default})."
+        if isinstance(default, bool):
+            opts.append(click.option(f"{flag}/--no-{flag[2:]}", default=None, help=help_text))
+        elif "choices" in meta:
+            opts.append(click.option(flag, type=click.Choice(meta["choices"]), help=help_text))
+        else:
+            kind = float if isinstance(default, float) else int
+            opts.append(click.option(flag, type=kind, help=help_text))
+        assert fld.default is not MISSING
     for opt in reversed(opts):
         f = opt(f)
     return f
 
 
-def _config(kw: dict[str, Any]):
-    return schedule_config(kw.pop("schedule"), epochs=kw.pop("epochs"), lr=kw.pop("lr"),
-                           batch_size=kw.pop("batch_size"), dropout=kw.pop("dropout"), hidden=kw.pop("hidden"),
-                           layers=kw.pop("layers"), lstm_hidden=kw.pop("lstm_hidden"),
-                           audio_stride=kw.pop("audio_stride"), class_weight=kw.pop("class_weight"),
-                           normalize=False if kw.pop("no_normalize") else None)
-
-
 def _overrides(kw: dict[str, Any]) -> dict[str, Any]:
-    keys = ("epochs", "lr", "batch_size", "dropout", "hidden", "layers", "lstm_hidden", "audio_stride",
-            "class_weight")
-    out = {k: kw.pop(k) for k in keys}
-    if kw.pop("no_normalize"):
-        out["normalize"] = False
+    """The training options given on the command line, popped from ``kw`` (config field -> value)."""
+    from dataclasses import fields
+
+    from .config import TrainConfig
+
+    out = {}
+    for fld in fields(TrainConfig):
+        if fld.name != "schedule" and _flag(fld) is not None:
+            value = kw.pop(fld.name)
+            if value is not None:
+                out[fld.name] = value
     return out
+
+
+def _config(kw: dict[str, Any]):
+    """The run's TrainConfig: the ``--schedule`` with the options given (popped from ``kw``)."""
+    schedule = kw.pop("schedule")
+    return schedule_config(schedule, **_overrides(kw))
 
 
 def _device(device: str) -> str:
@@ -232,34 +250,33 @@ TEST_STORE_HELP = ("Cross-corpus test: train on every labelled utterance of the 
                    "store's, with the training classes (other labels are reported, not scored). Repeatable: each "
                    "test corpus is scored on its own and all together ('pooled'). Its features must match.")
 
-_WORKERS: dict[str, str] = {"value": "auto"}
-
-
-def _set_workers(ctx: click.Context, param: click.Parameter, value: str) -> str:
+def _check_workers(ctx: click.Context, param: click.Parameter, value: str) -> str:
     if value != "auto" and (not value.isdigit() or int(value) < 1):
         raise click.BadParameter("must be 'auto' or a positive integer")
-    _WORKERS["value"] = value
     return value
 
 
-def _workers(device: str) -> int:
+def _workers(device: str, value: str) -> int:
     """--workers resolved: auto = one process per available CPU (max 4) on CPU, 1 on a GPU."""
     from .parallel import auto_workers
 
-    value = _WORKERS["value"]
     return auto_workers(device, n_jobs=1 << 30) if value == "auto" else int(value)
 
 
 def DEVICE_OPT(f: Any) -> Any:
-    """--device, --threads and --workers."""
-    f = click.option("--workers", default="auto", show_default=True, callback=_set_workers, expose_value=False,
-                     help="Processes that fit the folds of frame-level heads (attention/mlp/bimodal) in "
-                          "parallel on CPU; auto = one per available CPU (max 4), 1 on a GPU.")(f)
+    """--device and --threads."""
     f = click.option("--threads", default=1, show_default=True, type=int, callback=_set_threads, expose_value=False,
                      help="PyTorch CPU threads. 1 is the robust default: on a busy machine OpenMP barriers made "
                           "2 threads 25-70x slower for these small heads; raise it on an idle many-core machine.")(f)
     return click.option("--device", default="auto", show_default=True,
                         help="auto (cuda when available), cpu or cuda.")(f)
+
+
+def WORKERS_OPT(f: Any) -> Any:
+    """--workers, for the commands that fit models."""
+    return click.option("--workers", default="auto", show_default=True, callback=_check_workers,
+                        help="Processes that fit the folds of frame-level heads (attention/mlp/bimodal) in "
+                             "parallel on CPU; auto = one per available CPU (max 4), 1 on a GPU.")(f)
 
 
 class _Group(click.Group):
@@ -298,7 +315,7 @@ def main() -> None:
       ser-train loco    --store A.h5 --store B.h5 --store C.h5 --out D   leave one corpus out (loco.md)
       ser-train curve   --store S.h5 --head mlp --ks 25,50,125,all --out D  learning curve + forecast
       ser-train tables  --stores DIR --out results/CORPUS                  the paper's tables and figure
-      ser-train fit     --store S.h5 --head mlp --out model.pt            fit one model on all labels
+      ser-train fit     --store S.h5 --head mlp -o model.pt               fit one model on all labels
       ser-train predict --model model.pt --store S.h5 -o predictions.csv
       ser-train suggest --model model.pt --store POOL.h5 --n 100 -o suggest.csv   what to label next
       ser-train forecast --curve curve.csv --target-ua 0.7 [--backtest]  data needed for a target UA
@@ -319,10 +336,11 @@ def main() -> None:
 @click.option("--test-text", multiple=True, type=click.Path(dir_okay=False),
               help="Text store of each --test-store (bimodal head; with --text), in the same order.")
 @click.option("--layer-sum", is_flag=True, help=LAYER_SUM_HELP)
+@WORKERS_OPT
 @DEVICE_OPT
 @training_options
 def cv(store: tuple[str, ...], text: tuple[str, ...], head: str, k: str | None, seeds: str, out: str, intersect: bool,
-       frame_level: bool, test_store: tuple[str, ...], test_text: tuple[str, ...], layer_sum: bool, device: str,
+       frame_level: bool, test_store: tuple[str, ...], test_text: tuple[str, ...], layer_sum: bool, device: str, workers: str,
        **kw: Any) -> None:
     """Speaker-independent cross-validation of one head; prints UA/WA/F1 per fold and mean ± std.
 
@@ -352,7 +370,7 @@ def cv(store: tuple[str, ...], text: tuple[str, ...], head: str, k: str | None, 
                            layer_sum=layer_sum)
         with tqdm(total=len(seed_list), desc=f"{head} models", unit="model", leave=False, disable=None) as bar:
             result = cross_corpus(inputs, test, head, cfg, k=_k(k), seeds=seed_list, device=dev,
-                                  precompute=not frame_level, on_job_done=bar.update, workers=_workers(dev))
+                                  precompute=not frame_level, on_job_done=bar.update, workers=_workers(dev, workers))
         write_run(result, inputs, out)
         click.echo(format_cv_summary(result))
         return
@@ -360,7 +378,7 @@ def cv(store: tuple[str, ...], text: tuple[str, ...], head: str, k: str | None, 
     with tqdm(total=n_folds * len(seed_list), desc=f"{head} folds", unit="fold", leave=False,
               disable=None) as bar:
         result = cross_validate(inputs, head, cfg, k=_k(k), seeds=seed_list, device=dev,
-                                precompute=not frame_level, on_job_done=bar.update, workers=_workers(dev))
+                                precompute=not frame_level, on_job_done=bar.update, workers=_workers(dev, workers))
     write_run(result, inputs, out)
     click.echo(format_cv_summary(result))
 
@@ -378,10 +396,11 @@ def cv(store: tuple[str, ...], text: tuple[str, ...], head: str, k: str | None, 
               help="Also cross-validate inside each held-out corpus (speaker-independent), for the last column.")
 @click.option("--intersect", is_flag=True, help="Join audio and text stores on their shared utterance ids only.")
 @click.option("--frame-level", is_flag=True, help="Train pooled heads on frames (no pooled precompute; slower, same maths).")
+@WORKERS_OPT
 @DEVICE_OPT
 @training_options
 def loco(store: tuple[str, ...], text: tuple[str, ...], head: str, k: str | None, seeds: str, out: str,
-         in_corpus: bool, intersect: bool, frame_level: bool, device: str, **kw: Any) -> None:
+         in_corpus: bool, intersect: bool, frame_level: bool, device: str, workers: str, **kw: Any) -> None:
     """Leave one corpus out: for each --store, train on the other corpora and test on it (loco.md, loco.json)."""
     import json
 
@@ -405,7 +424,7 @@ def loco(store: tuple[str, ...], text: tuple[str, ...], head: str, k: str | None
     _distinct_corpora(store, "loco's --store")
     audio = [load_store(p) for p in store]
     texts = [load_store(p) for p in text] if text else None
-    opts = dict(k=k_value, seeds=seed_list, device=dev, precompute=not frame_level, workers=_workers(dev))
+    opts = dict(k=k_value, seeds=seed_list, device=dev, precompute=not frame_level, workers=_workers(dev, workers))
     summaries, in_cv = [], {}
     with tqdm(total=len(store) * len(seed_list), desc=f"{head} loco", unit="model", leave=False,
               disable=None) as bar:
@@ -510,10 +529,11 @@ def _curve_lines(stores: tuple[str, ...], texts: tuple[str, ...]) -> list[Any]:
 @click.option("--target-ua", "targets", multiple=True, type=float, help="Forecast the data needed for this UA (fraction; repeatable).")
 @click.option("--metric", type=click.Choice(FORECAST_METRIC_CHOICES), default="ua_pooled", show_default=True,
               help=FORECAST_METRIC_HELP)
+@WORKERS_OPT
 @DEVICE_OPT
 @training_options
 def curve(stores: tuple[str, ...], text: tuple[str, ...], head: str, ks: str, seeds: str, out: str,
-          targets: tuple[float, ...], metric: str, device: str, **kw: Any) -> None:
+          targets: tuple[float, ...], metric: str, device: str, workers: str, **kw: Any) -> None:
     """Learning curve: UA against training-set size (k per class), curve.csv + curve.png (+ forecasts).
 
     One line per feature set: stores of one feature set from several corpora are joined into one line
@@ -543,7 +563,7 @@ def curve(stores: tuple[str, ...], text: tuple[str, ...], head: str, ks: str, se
         for inputs in loaded:
             def run(k: int | None, inputs=inputs):
                 bar.set_postfix_str(f"{inputs.name} k={'all' if k is None else k}")
-                r = cross_validate(inputs, head, cfg, k=k, seeds=seed_list, device=dev, workers=_workers(dev))
+                r = cross_validate(inputs, head, cfg, k=k, seeds=seed_list, device=dev, workers=_workers(dev, workers))
                 write_run(r, inputs, out_dir / "runs", extra={"schedule": cfg.schedule})
                 warnings.extend(f"{inputs.name}: {w}" for w in r.warnings)
                 bar.update(1)
@@ -579,17 +599,18 @@ def curve(stores: tuple[str, ...], text: tuple[str, ...], head: str, ks: str, se
               help="Folder of stores: lld.h5, a pre-trained audio store, a text store.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder, e.g. results/iemocap.")
 @click.option("--seeds", default="0,1,2", show_default=True)
-@click.option("--k", "k", default=125, show_default=True, type=int, help="Utterances per class in table 1.")
+@click.option("--k", "k", default="125", show_default=True, help="Training utterances per class in table 1 ('all': every one).")
 @click.option("--ks", default="25,50,125,250,500,all", show_default=True, help="k values of the learning curve.")
 @click.option("--also-converged", is_flag=True, help="Add the converged schedule's numbers beside the main schedule's.")
-@click.option("--audio", help="Pre-trained audio store to use when the folder has several (file name or stem).")
-@click.option("--text", "text_name", help="Text store to use when the folder has several.")
+@click.option("--audio", help="Pre-trained audio store to use when the folder has several: its path, file name or stem.")
+@click.option("--text", "text", help="Text store to use when the folder has several: its path, file name or stem.")
 @click.option("--table2-head", default="best", show_default=True, help="Acoustic head of table 2: 'best' (by table 1) or a head name.")
 @click.option("--intersect", is_flag=True, help="Join audio and text stores on their shared utterance ids only.")
 @DEVICE_OPT
+@WORKERS_OPT
 @training_options
-def tables(stores_dir: str, out: str, seeds: str, k: int, ks: str, also_converged: bool, audio: str | None,
-           text_name: str | None, table2_head: str, intersect: bool, device: str, **kw: Any) -> None:
+def tables(stores_dir: str, out: str, seeds: str, k: str, ks: str, also_converged: bool, audio: str | None,
+           text: str | None, table2_head: str, intersect: bool, device: str, workers: str, **kw: Any) -> None:
     """The paper's table 1 (heads × LLD vs pre-trained at k/class), figure 2 (learning curve) and table 2
     (full data: best acoustic head and bimodal) from a folder of stores."""
     from tqdm import tqdm
@@ -603,8 +624,8 @@ def tables(stores_dir: str, out: str, seeds: str, k: int, ks: str, also_converge
     dev = _device(device)
     seed_list = _seeds(seeds)
     out_dir = _writable_folder(out, "the output folder (--out)")
-    res = run_tables(stores_dir, out, seeds=seed_list, k=k, schedule=schedule, also_converged=also_converged,
-                     device=dev, workers=_workers(dev), ks=_ks(ks), audio=audio, text=text_name, table2_head=table2_head,
+    res = run_tables(stores_dir, out, seeds=seed_list, k=_k(k), schedule=schedule, also_converged=also_converged,
+                     device=dev, workers=_workers(dev, workers), ks=_ks(ks), audio=audio, text=text, table2_head=table2_head,
                      overrides=overrides, intersect=intersect, progress=tqdm)
     for line in res["skipped_stores"]:
         click.echo(f"warning: {line}", err=True)
@@ -620,7 +641,7 @@ def tables(stores_dir: str, out: str, seeds: str, k: int, ks: str, also_converge
 @click.option("--head", required=True, callback=_head, help=HEAD_HELP)
 @click.option("--k", "k", help="Fit on k utterances per class (default: every labelled utterance).")
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Bundle file to write (e.g. model.pt).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Bundle file to write (e.g. model.pt).")
 @click.option("--intersect", is_flag=True)
 @click.option("--calibrate/--no-calibrate", default=True, show_default=True,
               help="Fit a softmax temperature on held-out predictions of a speaker-independent CV of the same "
@@ -628,10 +649,11 @@ def tables(stores_dir: str, out: str, seeds: str, k: int, ks: str, also_converge
                    "probabilities). By default skipped with a warning when the rows allow no such CV (e.g. one "
                    "session); an explicit --calibrate then fails instead.")
 @click.option("--layer-sum", is_flag=True, help=LAYER_SUM_HELP)
+@WORKERS_OPT
 @DEVICE_OPT
 @training_options
-def fit(store: tuple[str, ...], text: tuple[str, ...], head: str, k: str | None, seed: int, out: str, intersect: bool,
-        calibrate: bool, layer_sum: bool, device: str, **kw: Any) -> None:
+def fit(store: tuple[str, ...], text: tuple[str, ...], head: str, k: str | None, seed: int, output: str, intersect: bool,
+        calibrate: bool, layer_sum: bool, device: str, workers: str, **kw: Any) -> None:
     """Fit one model on a store's labelled utterances and save it as a bundle for predict/suggest (with a
     softmax temperature fitted by cross-validation unless --no-calibrate)."""
     from click.core import ParameterSource
@@ -641,7 +663,7 @@ def fit(store: tuple[str, ...], text: tuple[str, ...], head: str, k: str | None,
 
     cfg = _config(kw)
     dev = _device(device)
-    _writable_file(out, "--out")
+    _writable_file(output, "-o/--output")
     inputs = _load(store, text, intersect, layer_sum)
     cfg = _with_layer_sum(cfg, inputs, layer_sum)
     check_classes(inputs, "fit a model")
@@ -672,15 +694,15 @@ def fit(store: tuple[str, ...], text: tuple[str, ...], head: str, k: str | None,
 
         with tqdm(desc=f"calibrating ({head} CV)", unit="fold", leave=False, disable=None) as bar:
             try:
-                calibrate_bundle(b, inputs, dev, _workers(dev), on_job_done=bar.update)
+                calibrate_bundle(b, inputs, dev, _workers(dev, workers), on_job_done=bar.update)
             except ValueError as e:
                 not_calibrated(e)
         for w in (b.calibration or {}).get("warnings", []):
             click.echo(f"warning (calibration CV): {w}", err=True)
         if b.calibration:
             click.echo(describe(b))
-    save_bundle(b, out)
-    click.echo(f"wrote {out}")
+    save_bundle(b, output)
+    click.echo(f"wrote {output}")
 
 
 def _names(items: Any, limit: int = 8) -> str:

@@ -21,11 +21,15 @@ from __future__ import annotations
 import json
 import math
 import numbers
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 SCHEDULES = ("paper", "converged")
 CLASS_WEIGHTS = ("none", "balanced")
+ALIGNS = ("bilinear", "additive")
+LSTM_IMPLS = ("dense", "packed")
+RENAMED_KEYS = {"hidden": "mlp_hidden", "layers": "mlp_layers"}
+"""Config keys of earlier releases -> today's (bundles and run folders written before keep loading)."""
 MAX_LR = 1e30
 """Largest learning rate accepted: beyond about 3e37 Adam's float32 step (lr / (1 - beta1)) overflows."""
 CONVERGED_MIN_STEPS = 3000
@@ -43,8 +47,8 @@ class TrainConfig:
         batch_size: utterances per optimiser step.
         dropout: drop probability applied after every layer of a head.
         normalize: standardise every feature with the training fold's frame-level mean/std.
-        hidden: width of the ``mlp`` head's frame-wise hidden layers.
-        layers: number of hidden layers of the ``mlp`` head.
+        mlp_hidden: width of the ``mlp`` head's frame-wise hidden layers (``hidden`` before this release).
+        mlp_layers: number of hidden layers of the ``mlp`` head (``layers`` before this release).
         lstm_hidden: hidden size per direction of the ``bimodal`` head's LSTMs.
         align: ``bimodal`` token-to-frame attention scorer, ``bilinear`` (h_t · W · h_a) or ``additive``.
         audio_stride: ``bimodal``: audio frames are mean-pooled in windows of this many before the audio
@@ -66,26 +70,39 @@ class TrainConfig:
             (``Σ w_yi · CE_i / Σ w_yi``, PyTorch's ``F.cross_entropy(weight=…)``).
     """
 
-    schedule: str = "paper"
-    epochs: int = 100
-    lr: float = 1e-4
-    batch_size: int = 16
-    dropout: float = 0.2
-    normalize: bool = True
-    hidden: int = 128
-    layers: int = 1
-    lstm_hidden: int = 64
-    align: str = "bilinear"
-    audio_stride: int = 2
-    input_proj: int = 64
-    lstm_impl: str = "dense"
-    min_steps: int | None = None
-    max_epochs: int = CONVERGED_MAX_EPOCHS
-    batched_folds: bool = True
-    bucket: bool = True
-    eval_batch: int = 64
-    class_weight: str = "none"
-    layer_sum: int = 1
+    schedule: str = field(default="paper", metadata={"choices": SCHEDULES, "help": (
+        "paper: 100 epochs at lr 1e-4 (Boigne et al.); converged: lr 1e-3 and >= 3000 steps.")})
+    epochs: int = field(default=100, metadata={"help": "Passes over the training set (taken literally)."})
+    lr: float = field(default=1e-4, metadata={"help": "Adam learning rate."})
+    batch_size: int = field(default=16, metadata={"help": "Utterances per optimiser step."})
+    dropout: float = field(default=0.2, metadata={"help": "Dropout probability after every layer of a head."})
+    normalize: bool = field(default=True, metadata={"help": "Standardise features with each fold's training "
+                                                            "statistics."})
+    mlp_hidden: int = field(default=128, metadata={"help": "mlp head: width of the frame-wise hidden layers."})
+    mlp_layers: int = field(default=1, metadata={"help": "mlp head: number of frame-wise hidden layers."})
+    lstm_hidden: int = field(default=64, metadata={"help": "bimodal heads: LSTM size per direction."})
+    align: str = field(default="bilinear", metadata={"choices": ALIGNS, "help": (
+        "bimodal head: token-to-frame alignment scorer.")})
+    audio_stride: int = field(default=2, metadata={"help": "bimodal head: average audio frames in windows of N "
+                                                           "before the audio LSTM (1 = every frame)."})
+    input_proj: int = field(default=64, metadata={"help": "bimodal head: project each modality to N dims before "
+                                                          "its LSTM (0 = off)."})
+    lstm_impl: str = field(default="dense", metadata={"choices": LSTM_IMPLS, "help": (
+        "LSTM implementation (same outputs): dense (fused kernels) or packed.")})
+    min_steps: int | None = field(default=None, metadata={"help": (
+        "Raise the epochs until the run takes at least N optimiser steps (the converged schedule: 3000).")})
+    max_epochs: int = field(default=CONVERGED_MAX_EPOCHS, metadata={"help": "Cap on the epochs raised by "
+                                                                            "--min-steps."})
+    batched_folds: bool = field(default=True, metadata={"help": "mean/meanmax: train every fold and seed at once "
+                                                                "as one stacked model (same maths)."})
+    bucket: bool = field(default=True, metadata={"help": "Frame-level heads: batch utterances of similar length "
+                                                         "(less padding; batch order stays random)."})
+    eval_batch: int = field(default=64, metadata={"help": "Utterances per evaluation batch (frame-level heads)."})
+    class_weight: str = field(default="none", metadata={"choices": CLASS_WEIGHTS, "help": (
+        "Loss weight per class: none, or balanced (n / (C × count of the class), from each fold's training "
+        "rows; for imbalanced corpora).")})
+    layer_sum: int = field(default=1, metadata={"flag": None})
+    """Set by ``--layer-sum`` from the stacked store (the number of layers), never by a flag of its own."""
 
     def __post_init__(self) -> None:
         problem = self.problem()
@@ -109,22 +126,22 @@ class TrainConfig:
                     f"arithmetic overflows; the paper's schedule uses 1e-4, the converged one 1e-3")
         if not (isinstance(self.dropout, numbers.Real) and math.isfinite(self.dropout) and 0 <= self.dropout < 1):
             return f"dropout (--dropout) must be a probability in [0, 1), got {self.dropout!r}; the default is 0.2"
-        for name, option in (("epochs", "--epochs"), ("batch_size", "--batch-size"), ("max_epochs", None),
-                             ("eval_batch", None), ("audio_stride", "--audio-stride"), ("hidden", "--hidden"),
-                             ("lstm_hidden", "--lstm-hidden")):
+        for name, option in (("epochs", "--epochs"), ("batch_size", "--batch-size"), ("max_epochs", "--max-epochs"),
+                             ("eval_batch", "--eval-batch"), ("audio_stride", "--audio-stride"),
+                             ("mlp_hidden", "--mlp-hidden"), ("lstm_hidden", "--lstm-hidden")):
             value = getattr(self, name)
             if not positive_int(value):
                 return f"{name}{f' ({option})' if option else ''} must be a positive integer, got {value!r}"
-        if not (isinstance(self.layers, numbers.Integral) and self.layers >= 0):
-            return f"layers (--layers) must be an integer >= 0, got {self.layers!r}"
+        if not (isinstance(self.mlp_layers, numbers.Integral) and self.mlp_layers >= 0):
+            return f"mlp_layers (--mlp-layers) must be an integer >= 0, got {self.mlp_layers!r}"
         if not (isinstance(self.input_proj, numbers.Integral) and self.input_proj >= 0):
-            return f"input_proj must be an integer >= 0 (0 = off), got {self.input_proj!r}"
+            return f"input_proj (--input-proj) must be an integer >= 0 (0 = off), got {self.input_proj!r}"
         if self.min_steps is not None and not (isinstance(self.min_steps, numbers.Integral) and self.min_steps >= 0):
-            return f"min_steps must be None or an integer >= 0, got {self.min_steps!r}"
-        if self.lstm_impl not in ("dense", "packed"):
-            return f"lstm_impl must be 'dense' or 'packed', got {self.lstm_impl!r}"
-        if self.align not in ("bilinear", "additive"):
-            return f"align must be 'bilinear' or 'additive', got {self.align!r}"
+            return f"min_steps (--min-steps) must be None or an integer >= 0, got {self.min_steps!r}"
+        if self.lstm_impl not in LSTM_IMPLS:
+            return f"lstm_impl (--lstm-impl) must be 'dense' or 'packed', got {self.lstm_impl!r}"
+        if self.align not in ALIGNS:
+            return f"align (--align) must be 'bilinear' or 'additive', got {self.align!r}"
         if not (isinstance(self.layer_sum, numbers.Integral) and not isinstance(self.layer_sum, bool)
                 and self.layer_sum >= 1):
             return f"layer_sum must be an integer >= 1 (1 = one layer), got {self.layer_sum!r}"
@@ -148,6 +165,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        d = {RENAMED_KEYS.get(k, k): v for k, v in d.items()}
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:

@@ -215,15 +215,15 @@ class AttentionHead(Head):
 
 @register_head("mlp")
 class MLPHead(Head):
-    """Frame-wise MLP (``cfg.layers`` × [linear ``cfg.hidden`` -> ReLU -> dropout]) -> masked mean -> linear."""
+    """Frame-wise MLP (``cfg.mlp_layers`` × [linear ``cfg.mlp_hidden`` -> ReLU -> dropout]) -> masked mean -> linear."""
 
     def __init__(self, in_dims: int, n_classes: int, cfg: TrainConfig):
         super().__init__()
         layers: list[nn.Module] = []
         d = in_dims
-        for _ in range(cfg.layers):
-            layers += [nn.Linear(d, cfg.hidden), nn.ReLU(), Dropout(cfg.dropout)]
-            d = cfg.hidden
+        for _ in range(cfg.mlp_layers):
+            layers += [nn.Linear(d, cfg.mlp_hidden), nn.ReLU(), Dropout(cfg.dropout)]
+            d = cfg.mlp_hidden
         self.frame_mlp = nn.Sequential(*layers)
         self.classifier = nn.Linear(d, n_classes)
 

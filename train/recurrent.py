@@ -18,9 +18,9 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from .config import LSTM_IMPLS
 from .pooling import zero_padding
 
-LSTM_IMPLS = ("dense", "packed")
 
 
 def reverse_index(mask: torch.Tensor) -> torch.Tensor:

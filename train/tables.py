@@ -99,10 +99,12 @@ def identify_stores(stores_dir: str | os.PathLike, audio: str | None = None, tex
 
     def pick(kind: str, found: list[Path], name: str | None, option: str) -> Path | None:
         if name is not None:
+            as_path = Path(name).resolve() if Path(name).is_file() else None
             for p in found:
-                if name in (p.name, p.stem):
+                if name in (p.name, p.stem) or p.resolve() == as_path:
                     return p
-            raise StoreError(f"{d}: no {kind} store named {name!r}; {kind} stores: {[p.name for p in found]}")
+            raise StoreError(f"{d}: no {kind} store named {name!r} in this folder; {kind} stores: "
+                             f"{[p.name for p in found]}")
         if len(found) > 1:
             raise StoreError(f"{d}: several {kind} stores {[p.name for p in found]}; choose one with {option} NAME")
         return found[0] if found else None
@@ -123,7 +125,7 @@ def _rel(path: Any, root: Path) -> str:
 
 
 def run_tables(stores_dir: str | os.PathLike, out: str | os.PathLike, seeds: Sequence[int] = (0, 1, 2),
-               k: int = 125, schedule: str = "paper", also_converged: bool = False, device: str = "cpu",
+               k: int | None = 125, schedule: str = "paper", also_converged: bool = False, device: str = "cpu",
                workers: int = 1,
                ks: Sequence[int | None] = DEFAULT_KS, audio: str | None = None, text: str | None = None,
                table2_head: str = "best", overrides: dict[str, Any] | None = None, intersect: bool = False,
@@ -177,7 +179,7 @@ def run_tables(stores_dir: str | os.PathLike, out: str | os.PathLike, seeds: Seq
     for name, (_, skipped) in curve_ks.items():
         notes.extend(f"{name}: {s}" for s in skipped)
     k_largest = max(max(largest_class(x), 0) for x in acoustic)
-    if k >= k_largest:
+    if k is not None and k >= k_largest:
         notes.append(f"k={k} per class is at least the largest class of a training fold ({k_largest}): "
                      f"table 1 then uses all training data")
 
@@ -309,7 +311,8 @@ def format_table1(res: dict[str, Any]) -> str:
     pre = res["stores"]["pretrained"]["file"]
     lld = res["stores"].get("lld", {}).get("file", "—")
     k = res["k"]
-    lines = [f"# Table 1: acoustic heads with {k} training utterances per class ({res['corpus']})", "",
+    amount = "all training utterances" if k is None else f"{k} training utterances per class"
+    lines = [f"# Table 1: acoustic heads with {amount} ({res['corpus']})", "",
              f"LLD store `{lld}`, pre-trained store `{pre}`; speaker-independent leave-one-session-out CV; "
              f"UA mean ± std over {res['std_over']} (seeds {','.join(map(str, res['seeds']))}), and in "
              f"brackets the pooled UA of all held-out predictions together (summed confusion matrix; "

@@ -18,12 +18,12 @@ from train.data import load_inputs
 from train.metrics import confusion_matrix, scores_from_confusion
 from train.protocol import cross_validate, dedupe_seeds, learning_curve, pooled_scores
 from train.reports import format_cv_summary, plot_curve, read_curve_csv, write_curve_csv
-from train.runs import read_metrics, write_run
+from train.runs import write_run
 
 torch.set_num_threads(1)
 
-FAST = ["--epochs", "2", "--lr", "1e-2", "--hidden", "8", "--lstm-hidden", "8"]
-CFG = TrainConfig(epochs=3, lr=1e-2, hidden=8)
+FAST = ["--epochs", "2", "--lr", "1e-2", "--mlp-hidden", "8", "--lstm-hidden", "8"]
+CFG = TrainConfig(epochs=3, lr=1e-2, mlp_hidden=8)
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,7 @@ def test_cv_reports_pooled_scores_in_the_result_metrics_json_and_the_summary(sto
         assert p["per_seed"]["ua"][str(s)] == pytest.approx(scores_from_confusion(cm)["ua"])
     assert p["n_predictions"] == 120 and p["std_over"] == "seeds"
     run_dir = write_run(r, inputs, tmp_path)
-    m = read_metrics(run_dir)
+    m = json.loads((run_dir / "metrics.json").read_text())
     assert m["pooled"]["ua"] == pytest.approx(p["ua"]) and m["pooled"]["f1_std"] == pytest.approx(p["f1_std"])
     assert m["warnings"] == [] and "per seed" in m["pooled"]["method"]
     text = format_cv_summary(r)

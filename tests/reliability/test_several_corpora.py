@@ -55,7 +55,7 @@ def test_cv_uses_every_store_and_refuses_other_features(tmp_path, two_corpora, c
 def test_fit_on_two_corpora_predicts_on_both(tmp_path, two_corpora):
     a, b = two_corpora
     model = tmp_path / "m.pt"
-    assert cli(["fit", "--store", str(a), "--store", str(b), "--head", "mean", "--out", str(model), *FAST[:2]]) == 0
+    assert cli(["fit", "--store", str(a), "--store", str(b), "--head", "mean", "-o", str(model), *FAST[:2]]) == 0
     assert cli(["predict", "--model", str(model), "--store", str(a), "--store", str(b),
                 "-o", str(tmp_path / "p.csv")]) == 0
     rows = list(csv.DictReader(open(tmp_path / "p.csv")))

@@ -30,8 +30,8 @@ from train.trainer import train_frame, train_pooled
 
 torch.set_num_threads(1)  # the parallel path forks only from a one-thread parent
 
-FAST = ["--epochs", "2", "--lr", "1e-2", "--hidden", "8", "--lstm-hidden", "8"]
-DIVERGE = ["--epochs", "2", "--lr", "1e24", "--no-normalize", "--hidden", "8"]
+FAST = ["--epochs", "2", "--lr", "1e-2", "--mlp-hidden", "8", "--lstm-hidden", "8"]
+DIVERGE = ["--epochs", "2", "--lr", "1e24", "--no-normalize", "--mlp-hidden", "8"]
 """On ``huge`` (frames ~1e15, not standardised) one Adam step at lr 1e24 makes the logits overflow."""
 
 
@@ -99,7 +99,7 @@ def test_find_nonfinite_agrees_with_numpy_and_accepts_the_largest_finite_values(
 ])
 def test_invalid_training_values_are_refused_before_any_work(option, value, message, stores, tmp_path, capsys):
     for cmd in (["cv", "--store", str(stores / "wav2vec-toy.h5"), "--head", "mean", "--out", str(tmp_path / "cv")],
-                ["fit", "--store", str(stores / "wav2vec-toy.h5"), "--head", "mean", "--out", str(tmp_path / "m.pt")],
+                ["fit", "--store", str(stores / "wav2vec-toy.h5"), "--head", "mean", "-o", str(tmp_path / "m.pt")],
                 ["tables", "--stores", str(stores), "--out", str(tmp_path / "tables")]):
         assert cli([*cmd, option, value]) == 1
         assert message in _err(capsys)
@@ -143,18 +143,18 @@ def test_the_pooled_engine_names_the_diverged_job(stores):
         train_frame(inputs, "mean", cfg, jobs[2])
     # outside cross-validation (ser-train fit) the job is named by its seed and size
     with pytest.raises(TrainingDiverged, match=r"head 'mlp', seed 4, 120 training utterances: the loss became nan"):
-        fit_jobs(inputs, "mlp", TrainConfig(epochs=2, lr=1e24, normalize=False, hidden=8), [Job(inputs.labelled, 4)])
+        fit_jobs(inputs, "mlp", TrainConfig(epochs=2, lr=1e24, normalize=False, mlp_hidden=8), [Job(inputs.labelled, 4)])
 
 
 def test_a_healthy_run_is_not_stopped_by_the_checks(stores):
     inputs = load_inputs(stores / "wav2vec-toy.h5")
-    r = cross_validate(inputs, "mlp", TrainConfig(epochs=2, lr=1e-2, hidden=8), k=6)
+    r = cross_validate(inputs, "mlp", TrainConfig(epochs=2, lr=1e-2, mlp_hidden=8), k=6)
     assert np.isfinite(r.predictions["proba"]).all() and 0 < r.summary["ua_mean"] <= 1
 
 
 def test_worker_errors_reach_the_caller_with_the_same_type_and_message(stores):
     inputs = load_inputs(stores / "huge.h5")
-    cfg = TrainConfig(epochs=2, lr=1e24, normalize=False, hidden=8)
+    cfg = TrainConfig(epochs=2, lr=1e24, normalize=False, mlp_hidden=8)
     folds, _ = speaker_independent_folds(inputs)
     jobs = [Job(f.train, 0, f.index, fold=f.name) for f in folds[:3]]
     assert can_fork("cpu")
@@ -183,7 +183,7 @@ def test_a_worker_that_dies_or_raises_oddly_gives_a_clear_error_not_a_hang(store
     inputs = load_inputs(stores / "wav2vec-toy.h5")
     folds, _ = speaker_independent_folds(inputs)
     jobs = [Job(f.train, 0, f.index, fold=f.name) for f in folds[:2]]
-    cfg = TrainConfig(epochs=1, hidden=8)
+    cfg = TrainConfig(epochs=1, mlp_hidden=8)
     monkeypatch.setattr(train.parallel, "train_frame", _die)  # the forked workers inherit the patch
     with pytest.raises(RuntimeError, match=r"a worker process fitting head 'mlp' \(fold Ses0\d \(seed 0\)\) died "
                                            r"without an answer .* rerun with fewer --workers"):
@@ -195,7 +195,7 @@ def test_a_worker_that_dies_or_raises_oddly_gives_a_clear_error_not_a_hang(store
 
 def test_a_bundle_with_nonfinite_weights_is_refused_by_predict_and_suggest(stores, tmp_path, capsys):
     model = tmp_path / "m.pt"
-    assert cli(["fit", "--store", str(stores / "wav2vec-toy.h5"), "--head", "mean", "--out", str(model), *FAST]) == 0
+    assert cli(["fit", "--store", str(stores / "wav2vec-toy.h5"), "--head", "mean", "-o", str(model), *FAST]) == 0
     d = torch.load(model, weights_only=True)
     d["state_dict"]["classifier.weight"][0, 0] = float("nan")
     torch.save(d, model)
@@ -214,7 +214,7 @@ def test_a_store_with_one_class_is_refused_for_cv_curve_fit_and_tables(tmp_path,
     out = tmp_path / "out"
     for cmd, what in ((["cv", "--store", str(one), "--head", "mean", "--out", str(out)], "cross-validate"),
                       (["curve", "--store", str(one), "--head", "mean", "--out", str(out)], "cross-validate"),
-                      (["fit", "--store", str(one), "--head", "mean", "--out", str(out / "m.pt")], "fit a model"),
+                      (["fit", "--store", str(one), "--head", "mean", "-o", str(out / "m.pt")], "fit a model"),
                       (["tables", "--stores", str(d), "--out", str(out)], "cross-validate")):
         assert cli([*cmd, *FAST]) == 1
         assert msg.format(what) in _err(capsys)
@@ -227,12 +227,12 @@ def test_a_training_job_of_one_class_is_refused(stores):
     for head in ("mean", "mlp"):
         with pytest.raises(ValueError, match=r"a training job \(fold X \(seed 0\)\) holds only class 'sad' \(30 "
                                              r"utterances\): a classifier needs at least two classes"):
-            fit_jobs(inputs, head, TrainConfig(epochs=1, hidden=8), [Job(sad, 0, 0, fold="X")])
+            fit_jobs(inputs, head, TrainConfig(epochs=1, mlp_hidden=8), [Job(sad, 0, 0, fold="X")])
 
 
 def test_predict_says_when_no_label_of_the_store_is_among_the_models_classes(stores, tmp_path, capsys):
     model = tmp_path / "m.pt"
-    assert cli(["fit", "--store", str(stores / "wav2vec-toy.h5"), "--head", "mean", "--out", str(model), *FAST]) == 0
+    assert cli(["fit", "--store", str(stores / "wav2vec-toy.h5"), "--head", "mean", "-o", str(model), *FAST]) == 0
     other = write_toy_store(tmp_path / "other.h5",
                             rows=relabel({"neutral": "calm", "sad": "calm", "happy": "bored", "angry": "bored"}))
     capsys.readouterr()
@@ -288,12 +288,12 @@ CMDS = {
     "cv": lambda s, o: ["cv", "--store", str(s / "wav2vec-toy.h5"), "--head", "mean", "--out", str(o), *FAST],
     "curve": lambda s, o: ["curve", "--store", str(s / "wav2vec-toy.h5"), "--head", "mean", "--out", str(o), *FAST],
     "tables": lambda s, o: ["tables", "--stores", str(s), "--out", str(o), *FAST],
-    "fit": lambda s, o: ["fit", "--store", str(s / "wav2vec-toy.h5"), "--head", "mean", "--out", str(o / "m.pt"), *FAST],
+    "fit": lambda s, o: ["fit", "--store", str(s / "wav2vec-toy.h5"), "--head", "mean", "-o", str(o / "m.pt"), *FAST],
     "predict": lambda s, o: ["predict", "--model", str(s / "m.pt"), "--store", str(s / "wav2vec-toy.h5"), "-o", str(o / "p.csv")],
     "suggest": lambda s, o: ["suggest", "--model", str(s / "m.pt"), "--store", str(s / "wav2vec-toy.h5"), "-o", str(o / "s.csv")],
 }
 WHAT = {"cv": "the output folder (--out)", "curve": "the output folder (--out)", "tables": "the output folder (--out)",
-        "fit": "the folder of --out", "predict": "the folder of -o/--output", "suggest": "the folder of -o/--output"}
+        "fit": "the folder of -o/--output", "predict": "the folder of -o/--output", "suggest": "the folder of -o/--output"}
 
 
 @pytest.fixture(scope="module")
@@ -301,7 +301,7 @@ def with_model(stores, tmp_path_factory):
     d = tmp_path_factory.mktemp("with_model")
     for name in ("wav2vec-toy.h5", "lld.h5", "bert-toy.h5"):
         shutil.copy(stores / name, d / name)
-    assert cli(["fit", "--store", str(d / "wav2vec-toy.h5"), "--head", "mean", "--out", str(d / "m.pt"), *FAST]) == 0
+    assert cli(["fit", "--store", str(d / "wav2vec-toy.h5"), "--head", "mean", "-o", str(d / "m.pt"), *FAST]) == 0
     return d
 
 

@@ -12,14 +12,14 @@ from train.suggest import read_id_list, suggest, uncertainty
 
 from .toy_stores import AUDIO_PROV, write_toy_store
 
-FAST = ["--epochs", "8", "--lr", "1e-2", "--hidden", "8", "--lstm-hidden", "8"]
+FAST = ["--epochs", "8", "--lr", "1e-2", "--mlp-hidden", "8", "--lstm-hidden", "8"]
 
 
 @pytest.mark.parametrize("head", ["mean", "mlp", "bimodal"])
 def test_fit_save_load_predict_roundtrip(head, tmp_path, toy_store, toy_text):
     text = toy_text if head == "bimodal" else None
     inputs = load_inputs(toy_store, text)
-    b = fit_bundle(inputs, head, TrainConfig(epochs=8, lr=1e-2, hidden=8, lstm_hidden=8), k=10, seed=1)
+    b = fit_bundle(inputs, head, TrainConfig(epochs=8, lr=1e-2, mlp_hidden=8, lstm_hidden=8), k=10, seed=1)
     assert b.meta["n_train"] == 40 and b.meta["train_counts"] == {c: 10 for c in inputs.classes}
     path = save_bundle(b, tmp_path / "m.pt")
     again = load_bundle(path)
@@ -69,7 +69,7 @@ def test_read_id_list_formats(tmp_path):
 
 def test_fit_predict_suggest_commands(tmp_path, toy_store, toy_dir, capsys):
     model = tmp_path / "m.pt"
-    assert cli(["fit", "--store", str(toy_store), "--head", "attention", "--out", str(model), *FAST]) == 0
+    assert cli(["fit", "--store", str(toy_store), "--head", "attention", "-o", str(model), *FAST]) == 0
     assert cli(["predict", "--model", str(model), "--store", str(toy_store), "-o", str(tmp_path / "p.csv")]) == 0
     rows = list(csv.DictReader(open(tmp_path / "p.csv")))
     assert len(rows) == 124 and list(rows[0])[:3] == ["utt_id", "label", "pred"]

@@ -101,14 +101,14 @@ def _csv(path):
 
 def test_fit_calibrates_by_default_and_predict_and_suggest_use_the_temperature(tmp_path, toy_store, capsys):
     model, raw_model = tmp_path / "m.pt", tmp_path / "raw.pt"
-    assert cli(["fit", "--store", str(toy_store), "--head", "mean", "--out", str(model), *FAST]) == 0
+    assert cli(["fit", "--store", str(toy_store), "--head", "mean", "-o", str(model), *FAST]) == 0
     out = capsys.readouterr().out
     assert "probabilities calibrated: temperature T = " in out and "5-fold speaker-independent CV" in out
     b = load_bundle(model)
     cal = b.calibration
     assert b.temperature == cal["temperature"] and b.temperature != 1.0
     assert cal["n_folds"] == 5 and cal["n_predictions"] == 120 and 0 <= cal["ece_after"] < 1
-    assert cli(["fit", "--store", str(toy_store), "--head", "mean", "--out", str(raw_model), "--no-calibrate",
+    assert cli(["fit", "--store", str(toy_store), "--head", "mean", "-o", str(raw_model), "--no-calibrate",
                 *FAST]) == 0
     raw = load_bundle(raw_model)
     assert raw.temperature == 1.0 and raw.calibration is None
@@ -136,7 +136,7 @@ def test_fit_calibrates_by_default_and_predict_and_suggest_use_the_temperature(t
 
 def test_abstain_below_marks_the_rows_below_the_threshold(tmp_path, toy_store, capsys):
     model = tmp_path / "m.pt"
-    assert cli(["fit", "--store", str(toy_store), "--head", "mean", "--out", str(model), *FAST]) == 0
+    assert cli(["fit", "--store", str(toy_store), "--head", "mean", "-o", str(model), *FAST]) == 0
     capsys.readouterr()
     assert cli(["predict", "--model", str(model), "--store", str(toy_store), "-o", str(tmp_path / "p.csv"),
                 "--abstain-below", "0.6"]) == 0
@@ -167,7 +167,7 @@ def test_invalid_abstention_threshold_is_refused(value, tmp_path, toy_store, cap
 
 def test_a_bundle_saved_without_a_temperature_loads_uncalibrated(tmp_path, toy_store, capsys):
     model = tmp_path / "m.pt"
-    assert cli(["fit", "--store", str(toy_store), "--head", "mean", "--out", str(model), *FAST]) == 0
+    assert cli(["fit", "--store", str(toy_store), "--head", "mean", "-o", str(model), *FAST]) == 0
     d = torch.load(model, map_location="cpu", weights_only=True)
     del d["temperature"], d["calibration"]                # as saved before calibration existed
     old = tmp_path / "old.pt"
@@ -189,9 +189,9 @@ def test_a_bundle_saved_without_a_temperature_loads_uncalibrated(tmp_path, toy_s
 def test_fit_on_one_session_skips_calibration_with_a_warning_unless_asked(tmp_path, capsys):
     rows = [(u, lab, spk, "Ses01", i) for (u, lab, spk, _, i) in toy_rows()]
     one = write_toy_store(tmp_path / "one.h5", rows=rows)
-    assert cli(["fit", "--store", str(one), "--head", "mean", "--out", str(tmp_path / "m.pt"), *FAST]) == 0
+    assert cli(["fit", "--store", str(one), "--head", "mean", "-o", str(tmp_path / "m.pt"), *FAST]) == 0
     assert "warning: not calibrated" in capsys.readouterr().err
     assert load_bundle(tmp_path / "m.pt").calibration is None
-    assert cli(["fit", "--store", str(one), "--head", "mean", "--out", str(tmp_path / "n.pt"), "--calibrate",
+    assert cli(["fit", "--store", str(one), "--head", "mean", "-o", str(tmp_path / "n.pt"), "--calibrate",
                 *FAST]) == 1
     assert "cannot calibrate" in capsys.readouterr().err and not (tmp_path / "n.pt").exists()

@@ -197,7 +197,7 @@ def test_loco_refuses_one_store(tmp_path, three, capsys):
 def test_predict_writes_metrics_beside_the_predictions(tmp_path, three, capsys):
     a, _, c = three
     model = tmp_path / "m.pt"
-    assert cli(["fit", "--store", str(a), "--head", "mean", "--out", str(model), "--epochs", "2"]) == 0
+    assert cli(["fit", "--store", str(a), "--head", "mean", "-o", str(model), "--epochs", "2"]) == 0
     odd = corpus_store(tmp_path, "crema", seed=6, labels={"sad": "fear"})
     out = tmp_path / "p" / "preds.csv"
     assert cli(["predict", "--model", str(model), "--store", str(odd), "-o", str(out)]) == 0

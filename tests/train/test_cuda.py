@@ -44,7 +44,7 @@ def test_train_pooled_on_cuda_equals_cpu(head, toy_store):
 @pytest.mark.parametrize("head", ["attention", "mlp"])
 def test_frame_level_heads_on_cuda_equal_cpu(head, toy_store):
     inputs = load_inputs(toy_store)
-    cfg = TrainConfig(epochs=3, lr=3e-3, dropout=0.0, hidden=16)
+    cfg = TrainConfig(epochs=3, lr=3e-3, dropout=0.0, mlp_hidden=16)
     f = speaker_independent_folds(inputs)[0][0]
     a = train_frame(inputs, head, cfg, Job(f.train, 0), device="cpu")
     b = train_frame(inputs, head, cfg, Job(f.train, 0), device="cuda")

@@ -14,7 +14,7 @@ from train.parallel import FitTask, can_fork
 from train.protocol import cross_validate, cross_validate_many, plan_cv, speaker_independent_folds
 from train.trainer import predict_proba
 
-CFG = TrainConfig(epochs=2, lr=3e-3, hidden=8, lstm_hidden=8)
+CFG = TrainConfig(epochs=2, lr=3e-3, mlp_hidden=8, lstm_hidden=8)
 
 
 def test_one_pool_for_several_experiments_gives_each_the_models_it_gets_alone(toy_store, toy_text):

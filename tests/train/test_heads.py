@@ -49,7 +49,7 @@ def test_a_new_head_registers_and_builds():
 def test_every_head_beats_chance_on_separable_toy_data(head, toy_store, toy_text):
     inputs = load_inputs(toy_store, toy_text)
     folds, _ = speaker_independent_folds(inputs)
-    cfg = TrainConfig(epochs=12, lr=1e-2, dropout=0.1, hidden=32, lstm_hidden=16)
+    cfg = TrainConfig(epochs=12, lr=1e-2, dropout=0.1, mlp_hidden=32, lstm_hidden=16)
     model = fit_jobs(inputs, head, cfg, [Job(folds[0].train, seed=0)])[0]
     proba = predict_proba(model, inputs, folds[0].test)
     assert proba.shape == (len(folds[0].test), 4)
@@ -70,7 +70,7 @@ def _garbage_batch(lengths, dims, seed, garbage):
 @pytest.mark.parametrize("head", [*ACOUSTIC, "bimodal", "bimodal-xu"])
 def test_padding_never_changes_a_heads_output(head, garbage):
     torch.manual_seed(0)
-    cfg = TrainConfig(dropout=0.3, hidden=16, lstm_hidden=8, audio_stride=2)
+    cfg = TrainConfig(dropout=0.3, mlp_hidden=16, lstm_hidden=8, audio_stride=2)
     bimodal = head_class(head).bimodal
     h = build_head(head, (8, 6) if bimodal else 8, 4, cfg).eval()
     lengths, tlengths = [5, 13, 9, 1], [3, 1, 7, 4]

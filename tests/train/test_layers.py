@@ -109,7 +109,7 @@ def test_pooled_view_gives_the_mean_head_the_same_outputs_and_statistics(layer_d
 def test_a_layer_sum_learns_to_weight_the_layer_that_carries_the_emotion(layer_dir, head):
     inputs = load_inputs(layer_dir / "hf-toy-l1.h5", layer_sum=True)
     folds, _ = speaker_independent_folds(inputs)
-    cfg = TrainConfig(layer_sum=N_LAYERS, epochs=40, lr=3e-2, dropout=0.0, hidden=16)
+    cfg = TrainConfig(layer_sum=N_LAYERS, epochs=40, lr=3e-2, dropout=0.0, mlp_hidden=16)
     model = fit_jobs(inputs, head, cfg, [Job(folds[0].train, seed=0)])[0]
     assert isinstance(model.head, LayerSumHead)
     w = model.head.layer_sum.weights().detach().numpy()
@@ -141,7 +141,7 @@ def test_cli_cv_fit_and_predict_with_a_layer_sum(layer_dir, tmp_path):
     assert all("layer_weights" in f for f in metrics["folds"])
     assert config["train_config"]["layer_sum"] == N_LAYERS
     model = tmp_path / "m.pt"
-    assert run(["fit", "--store", glob_, "--layer-sum", *opts[:-2], "--no-calibrate", "--out", str(model)]) == 0
+    assert run(["fit", "--store", glob_, "--layer-sum", *opts[:-2], "--no-calibrate", "-o", str(model)]) == 0
     out = tmp_path / "p.csv"
     # a layer-sum model reads the same stack: one layer store names them all
     assert run(["predict", "--model", str(model), "--store", str(layer_dir / "hf-toy-l3.h5"), "-o", str(out)]) == 0

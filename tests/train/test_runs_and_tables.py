@@ -10,7 +10,7 @@ from train.protocol import cross_validate
 from train.runs import missing_files, write_run
 from train.tables import identify_stores
 
-FAST = ["--epochs", "2", "--lr", "1e-2", "--hidden", "8", "--lstm-hidden", "8"]
+FAST = ["--epochs", "2", "--lr", "1e-2", "--mlp-hidden", "8", "--lstm-hidden", "8"]
 
 
 def test_a_run_folder_holds_every_file_and_traces_the_numbers(tmp_path, toy_store):

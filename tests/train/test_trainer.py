@@ -80,7 +80,7 @@ def test_unlabelled_rows_cannot_be_trained_on(toy_store):
 @pytest.mark.parametrize("head", ["mlp", "bimodal"])
 def test_parallel_workers_give_the_same_models_as_serial_fitting(head, toy_store, toy_text):
     inputs = load_inputs(toy_store, toy_text)
-    cfg = TrainConfig(epochs=2, lr=3e-3, hidden=8, lstm_hidden=8)
+    cfg = TrainConfig(epochs=2, lr=3e-3, mlp_hidden=8, lstm_hidden=8)
     folds, _ = speaker_independent_folds(inputs)
     jobs = [Job(f.train, seed=0, stream=f.index) for f in folds[:3]]
     serial = fit_jobs(inputs, head, cfg, jobs)
