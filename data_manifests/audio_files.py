@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
+from typing import Iterable
 
 import soundfile as sf
 
-from .problems import CorpusWarning, listing
+from ser_common.listing import indented
+
+from .problems import CorpusWarning
 
 AUDIO_SUFFIXES: frozenset[str] = frozenset({".wav", ".flac"})
 """File suffixes (lower case) read as audio; any sample rate and channel count is accepted."""
@@ -37,7 +40,7 @@ def list_audio(folder: str | os.PathLike, recursive: bool = False, warn_stray: b
         else:
             stray.append(str(p))
     if stray and warn_stray:
-        warnings.warn(f"{folder}: ignored {len(stray)} file(s) that are not .wav/.flac:" + listing(sorted(stray), 5),
+        warnings.warn(f"{folder}: ignored {len(stray)} file(s) that are not .wav/.flac:" + indented(sorted(stray), 5),
                       CorpusWarning, stacklevel=2)
     return sorted(audio)
 
@@ -54,3 +57,16 @@ def audio_duration(path: str | os.PathLike) -> float:
     if info.frames <= 0 or info.samplerate <= 0:
         raise ValueError(f"{path}: empty audio (0 samples)")
     return float(info.frames) / float(info.samplerate)
+
+
+def read_durations(files: Iterable[Path]) -> tuple[dict[Path, float], list[str]]:
+    """Each readable file's duration in seconds (:func:`audio_duration`), and one message per unreadable or
+    empty file, in the order of ``files`` (the builders report those with :func:`.problems.fail_or_skip`)."""
+    durations: dict[Path, float] = {}
+    unreadable: list[str] = []
+    for f in files:
+        try:
+            durations[f] = audio_duration(f)
+        except ValueError as e:
+            unreadable.append(str(e))
+    return durations, unreadable

@@ -16,8 +16,7 @@ from pathlib import Path
 from ser_common.manifest import ManifestRecord
 
 from .audio_files import list_audio
-from .named_files import MalformedName, NamedFile, build_from_names
-from .problems import CorpusError
+from .named_files import MalformedName, NamedFile, audio_folder, build_from_names
 
 CORPUS = "crema-d"
 
@@ -59,14 +58,6 @@ def parse_name(path: Path) -> NamedFile:
                      extra={"sentence": m["sentence"], "intensity": INTENSITIES[m["intensity"]]})
 
 
-def audio_folder(root: str | os.PathLike) -> Path:
-    """``ROOT/AudioWAV`` when it exists, else ``ROOT`` itself."""
-    root = Path(root)
-    if not root.is_dir():
-        raise CorpusError(f"{root}: CREMA-D folder not found")
-    return root / "AudioWAV" if (root / "AudioWAV").is_dir() else root
-
-
 def build_crema_d(root: str | os.PathLike, scheme: str = "4class", *, n_groups: int = 5,
                   skip_invalid: bool = False) -> list[ManifestRecord]:
     """CREMA-D manifest records under label ``scheme`` (``4class`` or ``all``), sorted by utterance id.
@@ -76,5 +67,5 @@ def build_crema_d(root: str | os.PathLike, scheme: str = "4class", *, n_groups: 
     :class:`CorpusError` naming malformed, unreadable or empty files (``skip_invalid``: warn and leave them
     out).
     """
-    folder = audio_folder(root)
+    folder = audio_folder(root, "CREMA-D", "AudioWAV")
     return build_from_names(CORPUS, folder, list_audio(folder), parse_name, scheme, n_groups, skip_invalid)

@@ -33,6 +33,7 @@ import click
 import soundfile as sf
 
 from ser_common.download import DownloadError, PinnedFile, cache_root, fetch
+from ser_common.listing import shorten
 from ser_common.provenance import sha256_file
 
 from .emodb import parse_name
@@ -135,7 +136,7 @@ def check_layout(folder: Path, spec: CorpusDownload = EMODB) -> int:
     if len(files) != spec.n_audio:
         problems.insert(0, f"{len(files)} audio files in {spec.audio_dir}/, expected {spec.n_audio}")
     if problems:
-        shown = "; ".join(problems[:5]) + (f"; … ({len(problems)} problems)" if len(problems) > 5 else "")
+        shown = shorten(problems, 5, sep="; ", more="; … ({total} problems)")
         raise DownloadError(f"the {spec.name} download does not have the expected layout: {shown}")
     return len(files)
 

@@ -17,8 +17,7 @@ from pathlib import Path
 from ser_common.manifest import ManifestRecord
 
 from .audio_files import list_audio
-from .named_files import MalformedName, NamedFile, build_from_names
-from .problems import CorpusError
+from .named_files import MalformedName, NamedFile, audio_folder, build_from_names
 
 CORPUS = "emodb"
 
@@ -64,14 +63,6 @@ def parse_name(path: Path) -> NamedFile:
                      extra=extra)
 
 
-def audio_folder(root: str | os.PathLike) -> Path:
-    """``ROOT/wav`` when it exists, else ``ROOT`` itself."""
-    root = Path(root)
-    if not root.is_dir():
-        raise CorpusError(f"{root}: EmoDB folder not found")
-    return root / "wav" if (root / "wav").is_dir() else root
-
-
 def build_emodb(root: str | os.PathLike, scheme: str = "4class", *, n_groups: int = 5,
                 skip_invalid: bool = False) -> list[ManifestRecord]:
     """EmoDB manifest records under label ``scheme`` (``4class`` or ``all``), sorted by utterance id.
@@ -80,5 +71,5 @@ def build_emodb(root: str | os.PathLike, scheme: str = "4class", *, n_groups: in
     is in seconds; ``extra`` holds ``text_id``, ``version`` and ``gender``. Raises :class:`CorpusError` naming
     malformed files (``skip_invalid``: warn and leave them out).
     """
-    folder = audio_folder(root)
+    folder = audio_folder(root, "EmoDB", "wav")
     return build_from_names(CORPUS, folder, list_audio(folder), parse_name, scheme, n_groups, skip_invalid)

@@ -23,6 +23,7 @@ import warnings
 from collections import Counter, defaultdict
 
 from ser_common.labels import class_order
+from ser_common.listing import shorten
 from ser_common.manifest import ManifestRecord
 
 from .count_table import session_key
@@ -33,8 +34,8 @@ SPEAKER_REGEX_EXAMPLE = "^(?P<speaker>[^_]+)_"
 
 
 def _names(items: list[str], limit: int = 3) -> str:
-    shown = ", ".join(items[:limit])
-    return shown + (f" +{len(items) - limit} more" if len(items) > limit else "")
+    """``a, b, c +2 more``: the short inline form these warnings use."""
+    return shorten(items, limit, more=" +{n} more")
 
 
 def fold_problems(records: list[ManifestRecord], n_groups: int, *, where: str | os.PathLike | None = None,

@@ -32,12 +32,13 @@ from pathlib import Path
 from typing import Mapping
 
 from ser_common.labels import known_labels
+from ser_common.listing import indented
 from ser_common.manifest import ManifestRecord
 
-from .audio_files import audio_duration, list_audio
+from .audio_files import list_audio, read_durations
 from .fold_check import SPEAKER_REGEX_EXAMPLE, warn_fold_problems
 from .label_names import LabelNames, NotInLabelMap, label_names_from, note_own_classes
-from .problems import CorpusError, CorpusWarning, fail_or_skip, listing
+from .problems import CorpusError, CorpusWarning, fail_or_skip
 from .speaker_sessions import assign_speaker_groups
 
 SPEAKER_SOURCES = ("folder", "filename-prefix", "none")
@@ -145,7 +146,7 @@ def read_labels_csv(path: str | os.PathLike, records: list[ManifestRecord], root
         else:
             labels[uid] = label
     if problems:
-        raise CorpusError(f"{path}: {len(problems)} invalid row(s):" + listing(problems))
+        raise CorpusError(f"{path}: {len(problems)} invalid row(s):" + indented(problems))
     return labels
 
 
@@ -194,7 +195,7 @@ def build_folder(root: str | os.PathLike, *, corpus: str | None = None, speaker_
     ids = Counter(f.relative_to(root).with_suffix("").as_posix() for f in files)
     dups = [f"{uid} (x{n})" for uid, n in sorted(ids.items()) if n > 1]
     if dups:
-        raise CorpusError(f"{root}: {len(dups)} file(s) differ only in their suffix (.wav/.flac):" + listing(dups))
+        raise CorpusError(f"{root}: {len(dups)} file(s) differ only in their suffix (.wav/.flac):" + indented(dups))
 
     speakers: dict[Path, str] = {}
     unmatched: list[str] = []
@@ -231,17 +232,11 @@ def build_folder(root: str | os.PathLike, *, corpus: str | None = None, speaker_
                      names.missing_fix(sorted(absent)))
         files = [f for f in files if f in labels]
 
-    records: list[ManifestRecord] = []
-    unreadable: list[str] = []
-    for f in files:
-        try:
-            duration = audio_duration(f)
-        except ValueError as e:
-            unreadable.append(str(e))
-            continue
-        records.append(ManifestRecord(
-            utt_id=f.relative_to(root).with_suffix("").as_posix(), audio=str(f), corpus=corpus,
-            speaker=speakers[f], session=UNLABELLED_SESSION, label=labels.get(f), duration=duration))
+    durations, unreadable = read_durations(files)
+    records = [ManifestRecord(utt_id=f.relative_to(root).with_suffix("").as_posix(), audio=str(f), corpus=corpus,
+                              speaker=speakers[f], session=UNLABELLED_SESSION, label=labels.get(f),
+                              duration=durations[f])
+               for f in files if f in durations]
     fail_or_skip(unreadable, "unreadable or empty audio file(s)", root, skip_invalid,
                  "Fix or remove them, or pass skip_invalid=True (CLI: --skip-invalid) to leave them out.")
     if not records:

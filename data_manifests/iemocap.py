@@ -26,10 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ser_common.labels import UnknownLabelError, map_label
+from ser_common.listing import indented
 from ser_common.manifest import ManifestRecord
 
 from .audio_files import audio_duration, is_hidden
-from .problems import CorpusError, CorpusWarning, fail_or_skip, listing
+from .problems import CorpusError, CorpusWarning, fail_or_skip
 
 CORPUS = "iemocap"
 
@@ -145,7 +146,7 @@ def build_iemocap(root: str | os.PathLike, scheme: str = "4class", *,
             if text_file.is_file():
                 transcripts.update(read_transcripts(text_file))
     if bad_lines:
-        raise CorpusError(f"{root}: {len(bad_lines)} malformed EmoEvaluation line(s):" + listing(bad_lines))
+        raise CorpusError(f"{root}: {len(bad_lines)} malformed EmoEvaluation line(s):" + indented(bad_lines))
 
     seen: dict[str, str] = {}
     dups: list[str] = []
@@ -154,7 +155,7 @@ def build_iemocap(root: str | os.PathLike, scheme: str = "4class", *,
             dups.append(f"{ev.utt_id}: in {seen[ev.utt_id]} and {dialog}")
         seen[ev.utt_id] = dialog
     if dups:
-        raise CorpusError(f"{root}: {len(dups)} utterance id(s) labelled more than once:" + listing(dups))
+        raise CorpusError(f"{root}: {len(dups)} utterance id(s) labelled more than once:" + indented(dups))
 
     records: list[ManifestRecord] = []
     missing: list[str] = []
@@ -179,7 +180,7 @@ def build_iemocap(root: str | os.PathLike, scheme: str = "4class", *,
     fail_or_skip(missing, "labelled utterance(s) without a readable wav", root, skip_invalid, SKIP_HINT)
     if no_text:
         warnings.warn(f"{root}: {len(no_text)} utterance(s) have no transcription line; transcript left empty:"
-                      + listing(no_text, 5), CorpusWarning, stacklevel=2)
+                      + indented(no_text, 5), CorpusWarning, stacklevel=2)
     if not records:
         raise CorpusError(f"{root}: no utterances left under label scheme {scheme!r}")
     return records

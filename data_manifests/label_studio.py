@@ -42,10 +42,11 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ser_common.labels import FOUR_CLASSES, class_order
+from ser_common.listing import indented, shorten
 from ser_common.manifest import ManifestError, ManifestRecord, read_manifest
 
 from .label_names import LabelNames, NotInLabelMap, label_names_from, normalise_label
-from .problems import CorpusError, CorpusWarning, listing
+from .problems import CorpusError, CorpusWarning
 
 DISAGREEMENT_POLICIES = ("latest", "skip", "fail")
 """What to do when an utterance's non-cancelled annotations choose different labels."""
@@ -89,12 +90,12 @@ class LabelStudioSummary:
         if self.disagreements:
             what = {"latest": "the latest annotation kept", "skip": "left unlabelled"}[self.disagreement_policy]
             out.append(f"{len(self.disagreements)} utterance(s) with disagreeing annotations ({what}):"
-                       + listing(self.disagreements))
+                       + indented(self.disagreements))
         if self.left_out:
-            out.append(f"left out ({len(self.left_out)} problem(s), --skip-invalid):" + listing(self.left_out))
+            out.append(f"left out ({len(self.left_out)} problem(s), --skip-invalid):" + indented(self.left_out))
         if self.relabelled:
             out.append(f"{len(self.relabelled)} label(s) differ from the manifest's (Label Studio's kept):"
-                       + listing(self.relabelled))
+                       + indented(self.relabelled))
         return out
 
 
@@ -266,15 +267,15 @@ def build_label_studio(export: str | os.PathLike, manifest: str | os.PathLike, *
         labels[uid] = latest
 
     for name, uids in sorted(absent.items()):
-        problems["absent"].append(f"label {name!r} is not in --label-map ({len(uids)}: {', '.join(uids[:5])}"
-                                  f"{' …' if len(uids) > 5 else ''})")
+        problems["absent"].append(f"label {name!r} is not in --label-map ({len(uids)}: "
+                                  f"{shorten(uids, 5, more=' …')})")
     for name, uids in sorted(outside.items()):
         problems["outside"].append(f"label {name!r} is not one of the classes {', '.join(allowed)} ({len(uids)}: "
-                                   f"{', '.join(uids[:5])}{' …' if len(uids) > 5 else ''})")
+                                   f"{shorten(uids, 5, more=' …')})")
     summary.disagreements = disagreeing
     if disagreeing and on_disagreement == "fail":
         raise CorpusError(f"{export}: {len(disagreeing)} utterance(s) whose annotations disagree:"
-                          + listing(disagreeing) + "\nresolve them in Label Studio (delete or update the wrong "
+                          + indented(disagreeing) + "\nresolve them in Label Studio (delete or update the wrong "
                           "annotation) and export again, or choose a policy: --on-disagreement latest (the most "
                           "recent annotation wins) or skip (leave them unlabelled)")
     flat = [p for kind in ("no_id", "unknown", "choice", "absent", "outside") for p in problems[kind]]
@@ -282,8 +283,8 @@ def build_label_studio(export: str | os.PathLike, manifest: str | os.PathLike, *
         hint = _fix_hint(problems, names, sorted(absent), sorted(outside), allowed, manifest)
         head = f"{export}: {len(flat)} problem(s)"
         if not skip_invalid:
-            raise CorpusError(f"{head}:" + listing(flat) + f"\n{hint}")
-        warnings.warn(f"{head}, left out:" + listing(flat), CorpusWarning, stacklevel=2)
+            raise CorpusError(f"{head}:" + indented(flat) + f"\n{hint}")
+        warnings.warn(f"{head}, left out:" + indented(flat), CorpusWarning, stacklevel=2)
         summary.left_out = flat
 
     records: list[ManifestRecord] = []

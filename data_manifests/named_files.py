@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ser_common.labels import UnknownLabelError, map_label
+from ser_common.listing import indented
 from ser_common.manifest import ManifestRecord
 
-from .audio_files import audio_duration
-from .problems import CorpusError, fail_or_skip, listing
+from .audio_files import read_durations
+from .problems import CorpusError, fail_or_skip
 from .speaker_sessions import assign_speaker_groups
 
 SKIP_HINT = "Fix or remove them, or pass skip_invalid=True (CLI: --skip-invalid) to leave them out with a warning."
@@ -43,6 +44,17 @@ class NamedFile:
     code: str
     transcript: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def audio_folder(root: str | os.PathLike, corpus_name: str, subfolder: str) -> Path:
+    """``ROOT/<subfolder>`` (the corpus as distributed) when it exists, else ``ROOT`` itself.
+
+    Raises :class:`CorpusError` (``<root>: <corpus_name> folder not found``) when ``root`` is no folder.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise CorpusError(f"{root}: {corpus_name} folder not found")
+    return root / subfolder if (root / subfolder).is_dir() else root
 
 
 def build_from_names(
@@ -85,19 +97,14 @@ def build_from_names(
     dups = [f"{uid}: " + ", ".join(map(str, paths)) for uid, paths in sorted(by_id.items()) if len(paths) > 1]
     if dups:
         raise CorpusError(f"{root}: {len(dups)} utterance id(s) found in more than one file "
-                          "(e.g. the same name as .wav and .flac):" + listing(dups))
+                          "(e.g. the same name as .wav and .flac):" + indented(dups))
 
-    records: list[ManifestRecord] = []
-    unreadable: list[str] = []
-    for path, named, label in sorted(parsed, key=lambda t: t[1].utt_id):
-        try:
-            duration = audio_duration(path)
-        except ValueError as e:
-            unreadable.append(str(e))
-            continue
-        records.append(ManifestRecord(
-            utt_id=named.utt_id, audio=str(path), corpus=corpus, speaker=named.speaker, session="",
-            label=label, transcript=named.transcript, duration=duration, extra=dict(named.extra)))
+    parsed.sort(key=lambda t: t[1].utt_id)
+    durations, unreadable = read_durations(path for path, _, _ in parsed)
+    records = [ManifestRecord(utt_id=named.utt_id, audio=str(path), corpus=corpus, speaker=named.speaker,
+                              session="", label=label, transcript=named.transcript, duration=durations[path],
+                              extra=dict(named.extra))
+               for path, named, label in parsed if path in durations]
     fail_or_skip(unreadable, "unreadable or empty audio file(s)", root, skip_invalid, SKIP_HINT)
     if not records:
         raise CorpusError(f"{root}: no utterances left under label scheme {scheme!r}")

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import warnings
 
+from ser_common.listing import indented
+
 
 class CorpusError(ValueError):
     """A corpus tree that cannot be turned into a manifest; the message names the root and the offending files."""
@@ -26,13 +28,6 @@ class FoldWarning(CorpusWarning):
     """
 
 
-def listing(items: list[str], limit: int = 10) -> str:
-    """``items`` as an indented list, one per line, cut after ``limit`` with a count of the rest."""
-    shown = "\n  ".join(items[:limit])
-    more = f"\n  … and {len(items) - limit} more" if len(items) > limit else ""
-    return f"\n  {shown}{more}"
-
-
 def fail_or_skip(problems: list[str], what: str, root: str | os.PathLike, skip: bool, hint: str = "") -> None:
     """Report ``problems`` (one line each): raise :class:`CorpusError`, or with ``skip`` warn that they are left out.
 
@@ -43,6 +38,6 @@ def fail_or_skip(problems: list[str], what: str, root: str | os.PathLike, skip: 
         return
     head = f"{root}: {len(problems)} {what}"
     if skip:
-        warnings.warn(f"{head}, left out:" + listing(problems), CorpusWarning, stacklevel=3)
+        warnings.warn(f"{head}, left out:" + indented(problems), CorpusWarning, stacklevel=3)
         return
-    raise CorpusError(head + ":" + listing(problems) + (f"\n{hint}" if hint else ""))
+    raise CorpusError(head + ":" + indented(problems) + (f"\n{hint}" if hint else ""))

@@ -32,13 +32,14 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Mapping
 
+from ser_common.listing import indented, shorten
 from ser_common.manifest import ManifestRecord
 
 from .audio_files import audio_duration
 from .fold_check import warn_fold_problems
 from .folder import UNLABELLED_SESSION
 from .label_names import NotInLabelMap, label_names_from, note_own_classes
-from .problems import CorpusError, CorpusWarning, fail_or_skip, listing
+from .problems import CorpusError, CorpusWarning, fail_or_skip
 from .speaker_sessions import assign_speaker_groups
 
 DELIMITERS = ",;\t|"
@@ -182,7 +183,7 @@ def build_csv(path: str | os.PathLike, *, utt_id_col: str, text_col: str, label_
         rows.append((line, row))
 
     for name, lines in sorted(absent_labels.items()):
-        shown = ", ".join(map(str, lines[:8])) + (f" … ({len(lines)} rows)" if len(lines) > 8 else "")
+        shown = shorten(lines, 8, more=" … ({total} rows)")
         problems.append(f"line{'s' if len(lines) > 1 else ''} {shown}: label {name!r} is not in --label-map")
     hint = SKIP_HINT
     if absent_labels:
@@ -190,14 +191,14 @@ def build_csv(path: str | os.PathLike, *, utt_id_col: str, text_col: str, label_
         if len(problems) > len(absent_labels):
             hint += " Fix the other rows listed, or leave them out too with --skip-invalid."
     if dups:  # never skipped: which of the rows is right cannot be told
-        others = (f"\nand {len(bad_lines)} other invalid row(s):" + listing(problems) + f"\n{hint}" if problems else "")
+        others = (f"\nand {len(bad_lines)} other invalid row(s):" + indented(problems) + f"\n{hint}" if problems else "")
         raise CorpusError(f"{path}: {len(dups)} duplicate utt_id(s); ids must be unique (--skip-invalid does not "
-                          "choose between them):" + listing(dups) + others)
+                          "choose between them):" + indented(dups) + others)
     if problems:
         head = f"{path}: {len(bad_lines)} invalid row(s)"
         if not skip_invalid:
-            raise CorpusError(f"{head}:" + listing(problems) + f"\n{hint}")
-        warnings.warn(f"{head}, left out:" + listing(problems), CorpusWarning, stacklevel=2)
+            raise CorpusError(f"{head}:" + indented(problems) + f"\n{hint}")
+        warnings.warn(f"{head}, left out:" + indented(problems), CorpusWarning, stacklevel=2)
 
     records: list[ManifestRecord] = []
     unreadable: list[str] = []

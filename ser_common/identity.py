@@ -34,6 +34,8 @@ import json
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping
 
+from .listing import shorten
+
 BOOKKEEPING_KEYS = frozenset({
     "feature", "spec", "encoder", "tokenizer", "manifest", "n_manifest", "device_type", "shard", "merged_from",
     "package_versions", "created_utc", "finalized_utc", "format_version", "layers", "layer_desc", "corpus",
@@ -171,8 +173,7 @@ SCOPES = {"store": STORE_FIELDS, "features": FEATURE_FIELDS}
 def format_diff(diff: Mapping[str, tuple[Any, Any]], left: str, right: str, limit: int = 6) -> str:
     """``crop_s: 5.0 (left) vs 2.0 (right); …`` — at most ``limit`` fields, then ``… and N more``."""
     items = [f"{k}: {_short(a)} ({left}) vs {_short(b)} ({right})" for k, (a, b) in diff.items()]
-    more = f"; … and {len(items) - limit} more" if len(items) > limit else ""
-    return "; ".join(items[:limit]) + more
+    return shorten(items, limit, sep="; ", more="; … and {n} more")
 
 
 def _short(value: Any) -> str:

@@ -12,7 +12,6 @@ Example line::
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -22,6 +21,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .labels import known_labels
+from .listing import indented
+from .provenance import sha256_file
 
 
 class ManifestError(ValueError):
@@ -214,12 +215,6 @@ def write_manifest(records: Iterable[ManifestRecord], path: str | os.PathLike) -
     return path
 
 
-def _offenders(items: list[str], limit: int = 10) -> str:
-    shown = "\n  ".join(items[:limit])
-    more = f"\n  … and {len(items) - limit} more" if len(items) > limit else ""
-    return f"\n  {shown}{more}"
-
-
 def validate_records(records: list[ManifestRecord], source: str = "<records>", check_audio: bool = True) -> None:
     """Raise :class:`ManifestError` listing every duplicate id, unknown label or missing audio file.
 
@@ -229,21 +224,21 @@ def validate_records(records: list[ManifestRecord], source: str = "<records>", c
     counts = Counter(r.utt_id for r in records)
     dups = sorted(k for k, n in counts.items() if n > 1)
     if dups:
-        problems.append(f"{len(dups)} duplicate utt_id(s):" + _offenders([f"{d} (x{counts[d]})" for d in dups]))
+        problems.append(f"{len(dups)} duplicate utt_id(s):" + indented([f"{d} (x{counts[d]})" for d in dups]))
     bad_labels = []
     for r in records:
         known = known_labels(r.corpus)
         if r.label is not None and known and r.label not in known:
             bad_labels.append(f"{r.utt_id}: label {r.label!r} not in {sorted(known)}")
     if bad_labels:
-        problems.append(f"{len(bad_labels)} unknown label(s):" + _offenders(bad_labels))
+        problems.append(f"{len(bad_labels)} unknown label(s):" + indented(bad_labels))
     if check_audio:
         no_audio = [r.utt_id for r in records if r.audio is None]
         if no_audio:
-            problems.append(f"{len(no_audio)} record(s) without audio (text-only):" + _offenders(no_audio))
+            problems.append(f"{len(no_audio)} record(s) without audio (text-only):" + indented(no_audio))
         missing = [f"{r.utt_id}: {r.audio}" for r in records if r.audio is not None and not os.path.isfile(r.audio)]
         if missing:
-            problems.append(f"{len(missing)} missing audio file(s):" + _offenders(missing))
+            problems.append(f"{len(missing)} missing audio file(s):" + indented(missing))
     if problems:
         raise ManifestError(f"{source}: " + "\n".join(problems))
 
@@ -280,7 +275,7 @@ def read_manifest(path: str | os.PathLike, check_audio: bool = True) -> list[Man
             except (ValueError, TypeError, RecursionError) as e:  # JSONDecodeError is a ValueError
                 malformed.append(f"line {lineno}: {e}")
     if malformed:
-        raise ManifestError(f"{path}: {len(malformed)} malformed line(s):" + _offenders(malformed)
+        raise ManifestError(f"{path}: {len(malformed)} malformed line(s):" + indented(malformed)
                             + "\nfix these lines (one JSON object per line, one record each) and run again")
     if not records:
         raise ManifestError(f"{path}: manifest is empty")
@@ -290,17 +285,5 @@ def read_manifest(path: str | os.PathLike, check_audio: bool = True) -> list[Man
 
 def manifest_sha256(path: str | os.PathLike) -> str:
     """sha256 of the manifest file's bytes (recorded in every store built from it)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return sha256_file(path)
 
-
-def summarize(records: list[ManifestRecord]) -> dict[str, dict[str, int]]:
-    """Counts per label and per session (the table ``ser-manifest`` prints)."""
-    return {
-        "label": dict(sorted(Counter(r.label or "<unlabelled>" for r in records).items())),
-        "session": dict(sorted(Counter(r.session for r in records).items())),
-        "speaker": dict(sorted(Counter(r.speaker for r in records).items())),
-    }

@@ -32,6 +32,22 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+_SHA256_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+def sha256_file_cached(path: str | os.PathLike) -> str:
+    """:func:`sha256_file`, read once per process for each version of a file.
+
+    Keyed on (resolved path, size in bytes, mtime in ns): a file rewritten since is hashed again.
+    Raises ``OSError`` when the file cannot be read, like :func:`sha256_file`.
+    """
+    st = os.stat(path)
+    key = (os.path.realpath(path), st.st_size, st.st_mtime_ns)
+    if key not in _SHA256_CACHE:
+        _SHA256_CACHE[key] = sha256_file(path)
+    return _SHA256_CACHE[key]
+
+
 def host_info() -> dict[str, str]:
     """Machine and time stamp, for run records."""
     return {

@@ -210,23 +210,27 @@ class StoreWriter:
             f = h5py.File(self.partial, "w")
         except OSError as e:
             raise StoreError(f"{self.partial}: cannot create the store ({e}); choose a writable --out") from None
-        chunk = max(64, (1 << 20) // (self.dims * self.dtype.itemsize))
-        f.create_dataset("data", shape=(0, self.dims), maxshape=(None, self.dims), dtype=self.dtype,
-                         chunks=(chunk, self.dims))
-        f.create_dataset("offsets", data=np.zeros(1, np.int64), maxshape=(None,), chunks=(4096,))
-        for name in _META_STR:
-            f.create_dataset(name, shape=(0,), maxshape=(None,), dtype=_STR, chunks=(4096,))
-        f.create_dataset("duration", shape=(0,), maxshape=(None,), dtype=np.float32, chunks=(4096,))
-        f.create_dataset("manifest_index", shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(4096,))
-        if self.text:
-            f.create_dataset("tokens", shape=(0,), maxshape=(None,), dtype=_STR, chunks=(16384,))
-        for k, v in self.provenance.items():
-            f.attrs[k] = _to_attr(v)
-        f.attrs["provenance_json"] = json.dumps(self.provenance, sort_keys=True, default=str)
-        f.attrs["complete"] = False
-        f.attrs["n_written"] = 0
-        f.attrs["created_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        f.flush()
+        try:
+            chunk = max(64, (1 << 20) // (self.dims * self.dtype.itemsize))
+            f.create_dataset("data", shape=(0, self.dims), maxshape=(None, self.dims), dtype=self.dtype,
+                             chunks=(chunk, self.dims))
+            f.create_dataset("offsets", data=np.zeros(1, np.int64), maxshape=(None,), chunks=(4096,))
+            for name in _META_STR:
+                f.create_dataset(name, shape=(0,), maxshape=(None,), dtype=_STR, chunks=(4096,))
+            f.create_dataset("duration", shape=(0,), maxshape=(None,), dtype=np.float32, chunks=(4096,))
+            f.create_dataset("manifest_index", shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(4096,))
+            if self.text:
+                f.create_dataset("tokens", shape=(0,), maxshape=(None,), dtype=_STR, chunks=(16384,))
+            for k, v in self.provenance.items():
+                f.attrs[k] = _to_attr(v)
+            f.attrs["provenance_json"] = json.dumps(self.provenance, sort_keys=True, default=str)
+            f.attrs["complete"] = False
+            f.attrs["n_written"] = 0
+            f.attrs["created_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            f.flush()
+        except BaseException:
+            f.close()   # the caller never sees this handle: close it here, or the file stays open
+            raise
         return f
 
     def _open_partial(self) -> h5py.File:

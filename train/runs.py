@@ -38,7 +38,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ser_common.provenance import DEFAULT_PACKAGES, host_info, package_versions, sha256_file
+from ser_common.provenance import DEFAULT_PACKAGES, host_info, package_versions, sha256_file_cached
 
 from .calibration import write_calibration
 from .data import Inputs, StoreData
@@ -48,7 +48,6 @@ HASH_LIMIT_BYTES = 512 << 20
 TRAIN_PACKAGES = tuple(dict.fromkeys((*DEFAULT_PACKAGES, "click", "tqdm", "matplotlib")))
 """Versions recorded per run (read from package metadata; nothing is imported)."""
 RUN_FILES = ("config.json", "provenance.json", "versions.json", "metrics.json", "confusion.csv", "predictions.csv")
-_HASH_CACHE: dict[tuple[str, int, float], str] = {}
 
 
 def command_line() -> str:
@@ -66,11 +65,8 @@ def store_record(store: StoreData) -> dict[str, Any]:
     except OSError:
         return rec
     rec.update(size_bytes=st.st_size, mtime=time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(st.st_mtime)))
-    key = (str(path.resolve()), st.st_size, st.st_mtime)
     if st.st_size <= HASH_LIMIT_BYTES:
-        if key not in _HASH_CACHE:
-            _HASH_CACHE[key] = sha256_file(path)
-        rec["sha256"] = _HASH_CACHE[key]
+        rec["sha256"] = sha256_file_cached(path)
     else:
         rec["sha256"] = None
         rec["sha256_note"] = f"not hashed (> {HASH_LIMIT_BYTES >> 20} MiB); identified by size and mtime"
@@ -122,12 +118,9 @@ def file_record(path: str | os.PathLike) -> dict[str, Any]:
     except OSError:
         return {**rec, "sha256": None, "sha256_note": "file not found when the run was written"}
     rec.update(size_bytes=st.st_size, mtime=time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(st.st_mtime)))
-    key = (str(path.resolve()), st.st_size, st.st_mtime)
     if st.st_size > HASH_LIMIT_BYTES:
         return {**rec, "sha256": None, "sha256_note": f"not hashed (> {HASH_LIMIT_BYTES >> 20} MiB)"}
-    if key not in _HASH_CACHE:
-        _HASH_CACHE[key] = sha256_file(path)
-    return {**rec, "sha256": _HASH_CACHE[key]}
+    return {**rec, "sha256": sha256_file_cached(path)}
 
 
 def store_files(store: StoreData) -> list[str]:
@@ -186,11 +179,6 @@ def write_predictions_csv(path: Path, inputs: Inputs, result: CVResult) -> None:
         for row, fold, seed, y, pred, proba in zip(p["row"], p["fold"], p["seed"], p["y"], p["pred"], p["proba"]):
             w.writerow([inputs.audio.utt_ids[row], fold, int(seed), classes[y], classes[pred],
                         *[f"{v:.6f}" for v in proba]])
-
-
-def read_metrics(run_dir: str | os.PathLike) -> dict[str, Any]:
-    """``metrics.json`` of a run folder."""
-    return json.loads((Path(run_dir) / "metrics.json").read_text())
 
 
 def missing_files(run_dir: str | os.PathLike, names: Sequence[str] = RUN_FILES) -> list[str]:

@@ -37,6 +37,16 @@ def emotion_root(tmp_path):
     return make_emotion_folders(tmp_path / "my_corpus")
 
 
+def refused_then_left_out(root, error, warning, **kw):
+    """``build_folder(root, **kw)`` raises exactly ``error``; with ``skip_invalid`` it warns (``warning``: a
+    regex) and returns the records left."""
+    with pytest.raises(CorpusError) as e:
+        build_folder(root, **kw)
+    assert str(e.value) == error
+    with pytest.warns(CorpusWarning, match=warning):
+        return build_folder(root, skip_invalid=True, **kw)
+
+
 def strict_build(root, **kw):
     """build_folder with every warning turned into an error: the call must warn about nothing."""
     with warnings.catch_warnings():
@@ -86,17 +96,14 @@ def test_labels_csv_labels_are_normalised_and_mapped_too(tmp_path):
 
 
 def test_a_label_absent_from_the_map_is_reported_or_left_out(emotion_root):
-    partial = "angry=angry,neutral=neutral,sad=sad"
-    with pytest.raises(CorpusError) as e:
-        build_folder(emotion_root, label_from="folder", speaker_regex=REGEX, label_map=partial)
-    assert str(e.value) == (
+    recs = refused_then_left_out(
+        emotion_root,
         f"{emotion_root}: 1 folder label(s) not in --label-map:\n"
         "  'joy': 10 file(s), e.g. Joy/spk01_take1.wav\n"
         "--label-map maps angry, neutral, sad. Add the missing names to it (e.g. joy=<label>; the toolkit's "
-        "classes are neutral, happy, sad, angry), or remove those files (--skip-invalid leaves them out).")
-    with pytest.warns(CorpusWarning, match="1 folder label\\(s\\) not in --label-map, left out:\n  'joy': 10 file"):
-        recs = build_folder(emotion_root, label_from="folder", speaker_regex=REGEX, label_map=partial,
-                            skip_invalid=True)
+        "classes are neutral, happy, sad, angry), or remove those files (--skip-invalid leaves them out).",
+        "1 folder label\\(s\\) not in --label-map, left out:\n  'joy': 10 file",
+        label_from="folder", speaker_regex=REGEX, label_map="angry=angry,neutral=neutral,sad=sad")
     assert Counter(r.label for r in recs) == {"angry": 10, "neutral": 10, "sad": 10}
 
 
@@ -202,18 +209,16 @@ def test_cli_folder_per_emotion_warns_then_regex_fixes_it(emotion_root, tmp_path
 def test_file_names_the_regex_does_not_match_are_reported_with_the_fix(emotion_root):
     write_wav(emotion_root / "angry" / "take3.wav", 0.05, sr=44_100)
     write_wav(emotion_root / "Joy" / "_spk02.wav", 0.05, sr=44_100)
-    with pytest.raises(CorpusError) as e:
-        build_folder(emotion_root, label_from="folder", speaker_regex=REGEX, label_map=MAP)
-    assert str(e.value) == (
+    recs = refused_then_left_out(
+        emotion_root,
         f"{emotion_root}: 2 file name(s) not matched by --speaker-regex '^(?P<speaker>[^_]+)_':\n"
         "  Joy/_spk02.wav\n  angry/take3.wav\n"
         "A file's speaker is never guessed. Rename these files so that their names carry the speaker, or change "
         "the regex (it is searched in the file name with its suffix, e.g. 'spk03_take2.wav', not in the folders, "
         "and its group (?P<speaker>...) must match a non-empty code), or pass skip_invalid=True "
-        "(CLI: --skip-invalid) to leave them out.")
-    with pytest.warns(CorpusWarning, match="2 file name\\(s\\) not matched by --speaker-regex .*, left out"):
-        recs = build_folder(emotion_root, label_from="folder", speaker_regex=REGEX, label_map=MAP,
-                            skip_invalid=True)
+        "(CLI: --skip-invalid) to leave them out.",
+        "2 file name\\(s\\) not matched by --speaker-regex .*, left out",
+        label_from="folder", speaker_regex=REGEX, label_map=MAP)
     assert len(recs) == 40
     # a group that matches the empty string gives no speaker: every file is reported
     with pytest.raises(CorpusError, match="42 file name\\(s\\) not matched by --speaker-regex"):

@@ -135,3 +135,39 @@ def test_merge_restores_manifest_order_and_checks_provenance(tmp_path):
         odd = w.finalize()
     with pytest.raises(StoreError, match="crop_s"):
         merge_stores([shards[0], odd], tmp_path / "bad.h5")
+
+
+def _open_files(path):
+    """Names of the HDF5 files this process still holds open at ``path``."""
+    return [n for n in (i.name for i in h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE)) if n == str(path).encode()]
+
+
+@pytest.mark.parametrize("corrupt,match", [
+    (lambda f: f.attrs.__setitem__("format_version", 99), "store format"),
+    (lambda f: f.attrs.__setitem__("complete", False), "incomplete"),
+    (lambda f: f.__delitem__("label"), "dataset /label is missing"),
+    (lambda f: f["utt_id"].__setitem__(1, "u000"), "appears more than once"),
+])
+def test_a_store_refused_on_open_is_closed(tmp_path, corrupt, match):
+    path = _write_all(tmp_path / "f.h5", n=4)
+    with h5py.File(path, "r+") as f:
+        corrupt(f)
+    with pytest.raises(StoreError, match=match) as e:
+        FeatureStore(path)
+    # the refused handle is closed even while the traceback (and the half-built reader in it) lives
+    assert e.value is not None and _open_files(path) == []
+    h5py.File(path, "w").close()        # HDF5 refuses to truncate a file this process still has open
+
+
+def test_a_writer_refused_on_open_or_failing_to_create_is_closed(tmp_path):
+    path = tmp_path / "f.h5"
+    StoreWriter(path, dims=6, provenance=PROV).close()
+    with pytest.raises(StoreError, match="different settings") as e:
+        StoreWriter(path, dims=6, provenance={**PROV, "crop_s": 2.0})
+    assert e.value is not None and _open_files(partial_path(path)) == []
+    partial_path(path).unlink()
+    # a provenance value HDF5 cannot store fails after the new file is opened
+    with pytest.raises(TypeError) as e:
+        StoreWriter(path, dims=6, provenance={**PROV, "odd": {1, 2}})
+    assert e.value is not None and _open_files(partial_path(path)) == []
+    h5py.File(partial_path(path), "w").close()
