@@ -540,10 +540,10 @@ def curve(stores: tuple[str, ...], text: tuple[str, ...], head: str, ks: str, se
     (named after the corpora); stores of other feature sets are separate lines."""
     from tqdm import tqdm
 
-    from .protocol import cross_validate, learning_curve, resolve_ks
+    from .experiment import RunCache
+    from .protocol import CurveResult, resolve_ks
     from .reports import (curve_ks, curve_series, describe_metric, format_forecasts, forecasts, plot_curve,
                           write_curve_csv)
-    from .runs import write_run
 
     cfg = _config(kw)
     dev = _device(device)
@@ -557,20 +557,18 @@ def curve(stores: tuple[str, ...], text: tuple[str, ...], head: str, ks: str, se
         if len(x.audio.provenance.get("corpora") or []) > 1:
             click.echo(f"note: line {x.name} joins one feature set from {len(x.audio.provenance['corpora'])} "
                        f"corpora ({', '.join(x.audio.provenance['combined_from'])})")
-    total = sum(len(resolve_ks(x, k_list)[0]) for x in loaded)
+    cache = RunCache(out_dir, seed_list, dev, workers=_workers(dev, workers))
+    kept = {x.name: resolve_ks(x, k_list) for x in loaded}
+    experiments = [(x, head, k, cfg) for x in loaded for k in kept[x.name][0]]
+    with tqdm(total=sum(cache.n_jobs(e[0]) for e in experiments), desc="curve", unit="fit", disable=None) as bar:
+        cache.progress = bar
+        cache.run_many(experiments)
     rows, notes, warnings = [], [], []
-    with tqdm(total=total, desc="curve", unit="run", disable=None) as bar:
-        for inputs in loaded:
-            def run(k: int | None, inputs=inputs):
-                bar.set_postfix_str(f"{inputs.name} k={'all' if k is None else k}")
-                r = cross_validate(inputs, head, cfg, k=k, seeds=seed_list, device=dev, workers=_workers(dev, workers))
-                write_run(r, inputs, out_dir / "runs", extra={"schedule": cfg.schedule})
-                warnings.extend(f"{inputs.name}: {w}" for w in r.warnings)
-                bar.update(1)
-                return r
-            c = learning_curve(inputs, head, cfg, k_list, seed_list, dev, run=run)
-            rows.extend({**r, "schedule": cfg.schedule} for r in c.rows())
-            notes.extend(f"{inputs.name}: {n}" for n in c.notes)
+    for x in loaded:
+        c = CurveResult(head, x.name, [cache.run(x, head, k, cfg) for k in kept[x.name][0]], kept[x.name][1])
+        rows.extend({**r, "schedule": cfg.schedule} for r in c.rows())
+        notes.extend(f"{x.name}: {n}" for n in c.notes)
+        warnings.extend(f"{x.name}: {w}" for r in c.results for w in r.warnings)
     write_curve_csv(rows, out_dir / "curve.csv")
     plot_curve(rows, out_dir / "curve.png", title=f"{head} head, schedule {cfg.schedule}")
     from .reports import curve_points
@@ -707,8 +705,9 @@ def fit(store: tuple[str, ...], text: tuple[str, ...], head: str, k: str | None,
 
 def _names(items: Any, limit: int = 8) -> str:
     """``"a, b, c"`` (at most ``limit`` names, then ``…``)."""
-    items = [str(x) for x in items]
-    return ", ".join(items[:limit]) + (", …" if len(items) > limit else "")
+    from ser_common.listing import shorten
+
+    return shorten(items, limit, more=", …")
 
 
 def _probability(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:

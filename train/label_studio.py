@@ -38,6 +38,8 @@ from typing import Any, Sequence
 from urllib.parse import quote, urlsplit
 from xml.sax.saxutils import quoteattr
 
+from ser_common.listing import shorten
+
 AUDIO_NAME = "audio"
 """Name of the ``<Audio>`` tag and key of the audio URL in each task's ``data``."""
 CHOICES_NAME = "emotion"
@@ -145,7 +147,7 @@ def label_studio_tasks(rows: Sequence[dict[str, Any]], classes: Sequence[str], *
                                  "value": {"choices": [pred]}}]
         tasks.append({"data": data, "predictions": [prediction]})
     if no_audio:
-        shown = ", ".join(no_audio[:5]) + (f" and {len(no_audio) - 5} more" if len(no_audio) > 5 else "")
+        shown = shorten(no_audio, 5, more=" and {n} more")
         raise ValueError(f"{source}: {len(no_audio)} suggestion(s) without an audio path ({shown}); Label Studio "
                          "needs the audio to play: extract the pool store from a manifest with audio paths "
                          "(ser-manifest folder ...), or keep the CSV format")

@@ -398,17 +398,14 @@ class CurveResult:
 
 
 def learning_curve(inputs: Inputs, head: str, cfg: TrainConfig, ks: Sequence[int | None] = DEFAULT_KS,
-                   seeds: Sequence[int] = (0,), device: str = "cpu",
-                   run: Callable[[int | None], CVResult] | None = None, workers: int = 1) -> CurveResult:
-    """:func:`cross_validate` for each k worth running (see :func:`resolve_ks`).
-
-    ``run(k)`` replaces the call (the CLI passes one that also writes and reuses run folders).
-    """
+                   seeds: Sequence[int] = (0,), device: str = "cpu", workers: int = 1) -> CurveResult:
+    """:func:`cross_validate` for each k worth running (see :func:`resolve_ks`), fitted together
+    (:func:`cross_validate_many`). ``ser-train curve`` goes through :class:`train.experiment.RunCache`
+    instead, which also writes the run folders."""
     kept, notes = resolve_ks(inputs, ks)
-    if run is None:
-        def run(k: int | None) -> CVResult:
-            return cross_validate(inputs, head, cfg, k=k, seeds=seeds, device=device, workers=workers)
-    return CurveResult(head=head, store=inputs.name, results=[run(k) for k in kept], notes=notes)
+    plans = [plan_cv(inputs, head, cfg, k, seeds) for k in kept]
+    return CurveResult(head=head, store=inputs.name, results=cross_validate_many(plans, device, workers=workers),
+                       notes=notes)
 
 
 # -- cross-corpus evaluation -------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
-"""The paper's tables and figure from a folder of stores (``ser-train tables``).
+"""The paper's tables and figure from a folder of stores (``ser-train tables``): which runs, in what order.
 
-Stores are recognised from their provenance: the LLD store (feature ``lld`` or file ``lld.h5``), the
-pre-trained audio store (any other audio store; ``audio=NAME`` picks one when there are several) and the
-text store (modality ``text``; ``text=NAME`` when several). Outputs in ``out``:
+The stores' roles come from :mod:`train.store_folder`, the runs go through :class:`train.experiment.RunCache`
+(all runs known up front share one worker pool), the Markdown from :mod:`train.table_markdown`. Outputs in
+``out``:
 
 ``table1.md``   the four acoustic heads at k utterances per class: LLD UA, pre-trained UA, improvement
 ``figure2.png`` + ``curve.csv``  learning curve of the ``mlp`` head on LLD and on the pre-trained store
@@ -24,97 +24,21 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ser_common.identity import FeatureIdentity
-from ser_common.store import FeatureStore, StoreError, list_stores
+from ser_common.store import StoreError
 
 from .config import TrainConfig, schedule_config
 from .data import Inputs, check_classes, load_store, make_inputs
 from .experiment import RunCache, largest_class
 from .protocol import DEFAULT_KS, CVResult, CurveResult, dedupe_seeds, resolve_ks
-from .reports import md_table, pct, plot_curve, pm, write_curve_csv
+from .reports import plot_curve, write_curve_csv
 from .runs import command_line
+from .store_folder import identify_stores, reason, store_info
+from .table_markdown import ACOUSTIC_HEADS, format_summary, format_table1, format_table2
 
-ACOUSTIC_HEADS = ("mean", "meanmax", "attention", "mlp")
 CURVE_HEAD = "mlp"
-PAPER_TABLE1 = "Boigne et al. (2020), IEMOCAP, 4 classes: LLD UA 49.7-51.6 %, wav2vec UA 54.9-58.5 % across the four heads"
-PAPER_TABLE2 = "Boigne et al. (2020), IEMOCAP, 4 classes, full data: wav2vec + mlp 64.3 %, wav2vec + BERT (bimodal) 73.9 %"
-
-
-@dataclass(frozen=True)
-class StoreSet:
-    """The stores ``tables`` uses (``lld`` and ``text`` may be absent)."""
-
-    corpus: str
-    pretrained: Path
-    lld: Path | None
-    text: Path | None
-    skipped: tuple[str, ...] = ()
-    """One line per store left out: ``<file>: <why>``."""
-
-
-def _read_meta(path: Path) -> tuple[dict[str, Any], FeatureIdentity, bool]:
-    """A store's provenance, its :class:`~ser_common.identity.FeatureIdentity`, and whether it holds tokens."""
-    with FeatureStore(path) as fs:
-        return dict(fs.provenance), fs.identity, bool(fs.is_text)
-
-
-def _reason(path: Path, e: BaseException) -> str:
-    """``e``'s message without a leading ``<path>: `` (the caller names the file)."""
-    msg = str(e) or type(e).__name__
-    for prefix in (f"{path}: ", f"{path.name}: "):
-        if msg.startswith(prefix):
-            return msg[len(prefix):]
-    return msg if isinstance(e, StoreError) else f"{type(e).__name__}: {msg}"
-
-
-def identify_stores(stores_dir: str | os.PathLike, audio: str | None = None, text: str | None = None) -> StoreSet:
-    """Find the LLD, pre-trained audio and text stores of a stores folder (see module docstring).
-
-    A store whose metadata cannot be read is left out and named in ``skipped`` with the reason.
-    """
-    d = Path(stores_dir)
-    paths = list_stores(d)
-    if not paths:
-        raise StoreError(f"{d}: no complete store (*.h5) in this folder")
-    lld, pre, txt = [], [], []
-    skipped: list[str] = []
-    corpus = None
-    for p in paths:
-        try:
-            prov, ident, is_text = _read_meta(p)
-        except Exception as e:  # noqa: BLE001 - any unreadable store is reported and skipped
-            skipped.append(f"{p.name}: skipped, unreadable ({_reason(p, e)})")
-            continue
-        corpus = corpus or prov.get("corpus") or (Path(prov["manifest"]).stem if prov.get("manifest") else None)
-        if is_text or ident.modality == "text":
-            txt.append(p)
-        elif ident.kind == "lld" or p.stem == "lld":
-            lld.append(p)
-        else:
-            pre.append(p)
-
-    def pick(kind: str, found: list[Path], name: str | None, option: str) -> Path | None:
-        if name is not None:
-            as_path = Path(name).resolve() if Path(name).is_file() else None
-            for p in found:
-                if name in (p.name, p.stem) or p.resolve() == as_path:
-                    return p
-            raise StoreError(f"{d}: no {kind} store named {name!r} in this folder; {kind} stores: "
-                             f"{[p.name for p in found]}")
-        if len(found) > 1:
-            raise StoreError(f"{d}: several {kind} stores {[p.name for p in found]}; choose one with {option} NAME")
-        return found[0] if found else None
-
-    pre_path = pick("pre-trained audio", pre, audio, "--audio")
-    if pre_path is None:
-        why = f"; skipped: {'; '.join(skipped)}" if skipped else ""
-        raise StoreError(f"{d}: no pre-trained audio store (stores found: {[p.name for p in paths]}){why}")
-    return StoreSet(corpus=str(corpus or d.name), pretrained=pre_path, lld=pick("LLD", lld, None, "--lld"),
-                    text=pick("text", txt, text, "--text"), skipped=tuple(skipped))
 
 
 def _rel(path: Any, root: Path) -> str:
@@ -158,7 +82,7 @@ def run_tables(stores_dir: str | os.PathLike, out: str | os.PathLike, seeds: Seq
         try:
             return load_store(path)
         except StoreError as e:
-            skipped_stores.append(f"{path.name}: skipped, the {role} store cannot be used ({_reason(path, e)})")
+            skipped_stores.append(f"{path.name}: skipped, the {role} store cannot be used ({reason(path, e)})")
             return None
 
     lld_store, text_store = optional("LLD", found.lld), optional("text", found.text)
@@ -245,7 +169,7 @@ def run_tables(stores_dir: str | os.PathLike, out: str | os.PathLike, seeds: Seq
 
     used = (("pretrained", found.pretrained), ("lld", found.lld if lld is not None else None),
             ("text", found.text if bim is not None else None))
-    stores_info = {role: _store_info(p) for role, p in used if p is not None}
+    stores_info = {role: store_info(p) for role, p in used if p is not None}
     warnings = list(dict.fromkeys(f"{r.store}: {w}" for r in cache.results.values() for w in r.warnings))
     results = {"corpus": found.corpus, "stores": stores_info, "schedules": schedules,
                "train_configs": {s: c.to_dict() for s, c in cfgs.items()}, "seeds": list(seeds), "k": k,
@@ -275,105 +199,3 @@ def _entry(r: CVResult, out: Path) -> dict[str, Any]:
             "seconds": round(r.seconds, 1), "run_dir": _rel(r.run_dir, out)}
 
 
-def _store_info(path: Path) -> dict[str, Any]:
-    prov, ident, _ = _read_meta(path)
-    identity = {k: v for k, v in ident.to_dict().items() if k != "settings"}
-    return {"path": str(path), "file": path.name, "feature": prov.get("feature"), "spec": prov.get("spec"),
-            "encoder": prov.get("encoder"), **identity}
-
-
-def _encoder_line(info: dict[str, Any]) -> str:
-    layer = f", layer {info['layer']}" if info.get("layer") is not None else ""
-    sha = f", weights sha256 {str(info['weights_sha256'])[:12]}…" if info.get("weights_sha256") else ""
-    return f"`{info['file']}`: {info.get('encoder')}{layer}{sha} ({info.get('dims')} dims)"
-
-
-def format_table1(res: dict[str, Any]) -> str:
-    scheds = res["schedules"]
-    header = ["head"]
-    for s in scheds:
-        tag = "" if s == scheds[0] else f" ({s})"
-        header += [f"LLD UA %{tag}", f"pre-trained UA %{tag}", f"improvement (points){tag}"]
-    header.append("runs")
-    rows = []
-    for i, h in enumerate(ACOUSTIC_HEADS):
-        cells, links = [h], []
-        for s in scheds:
-            r = res["table1"][s][i]
-            lld, pre = r["lld"], r["pretrained"]
-            cells += [_with_pooled(lld) if lld else "—", _with_pooled(pre),
-                      f"{r['improvement_points']:+.1f}" if r["improvement_points"] is not None else "—"]
-            tag = "" if s == scheds[0] else f"-{s}"
-            if lld:
-                links.append(f"[lld{tag}]({lld['run_dir']})")
-            links.append(f"[pre{tag}]({pre['run_dir']})")
-        rows.append(cells + [" · ".join(links)])
-    pre = res["stores"]["pretrained"]["file"]
-    lld = res["stores"].get("lld", {}).get("file", "—")
-    k = res["k"]
-    amount = "all training utterances" if k is None else f"{k} training utterances per class"
-    lines = [f"# Table 1: acoustic heads with {amount} ({res['corpus']})", "",
-             f"LLD store `{lld}`, pre-trained store `{pre}`; speaker-independent leave-one-session-out CV; "
-             f"UA mean ± std over {res['std_over']} (seeds {','.join(map(str, res['seeds']))}), and in "
-             f"brackets the pooled UA of all held-out predictions together (summed confusion matrix; "
-             f"mean over seeds); schedule {scheds[0]}" + (f" (and {scheds[1]})" if len(scheds) > 1 else "") + ".",
-             "", md_table(header, rows), "", f"Paper reference: {PAPER_TABLE1}."]
-    lines += [f"Note: {n}" for n in res["notes"] if "table 1" in n or "LLD" in n]
-    lines += [f"Warning: {w}" for w in res.get("warnings", [])]
-    return "\n".join(lines)
-
-
-def _with_pooled(e: dict[str, Any]) -> str:
-    """``"55.2 ± 0.4 (pooled 56.0)"``; the bare mean ± std for entries without pooled scores."""
-    cell = pm(e["ua"], e["ua_std"])
-    return cell + (f" (pooled {pct(e['ua_pooled'])})" if e.get("ua_pooled") is not None else "")
-
-
-def format_table2(res: dict[str, Any]) -> str:
-    rows = []
-    for s in res["schedules"]:
-        for r in res["table2"][s]:
-            name = r["model"] + ("" if s == res["schedules"][0] else f" ({s})")
-            rows.append([name, pm(r["ua"], r["ua_std"]), pm(r["wa"], r["wa_std"]), pm(r["f1"], r["f1_std"]),
-                         *[pct(r[f"{m}_pooled"]) if r.get(f"{m}_pooled") is not None else "—"
-                           for m in ("ua", "wa", "f1")],
-                         f"[run]({r['run_dir']})"])
-    lines = [f"# Table 2: full training data ({res['corpus']})", "",
-             f"Speaker-independent CV on all labelled utterances ({res['n_labelled']}); mean ± std over "
-             f"{res['std_over']} of the fold scores, and pooled: the scores of all held-out predictions together "
-             f"(summed confusion matrix; mean over seeds); the acoustic head is the best of table 1 on the "
-             f"pre-trained store.", "",
-             md_table(["model", "UA %", "WA %", "macro F1 %", "pooled UA %", "pooled WA %", "pooled F1 %", "run"],
-                      rows), "", f"Paper reference: {PAPER_TABLE2}."]
-    lines += [f"Note: {n}" for n in res["notes"] if "bimodal" in n]
-    if any(r.get("head", "").startswith("bimodal") for rs in res["table2"].values() for r in rs):
-        crop = res["stores"].get("pretrained", {}).get("crop_s")
-        audio = f"the first {crop:g} s of each utterance" if crop else "whole utterances"
-        lines.append(f"Note: bimodal rows: the text store holds the tokens of the whole transcript, the audio "
-                     f"store {audio} (without word time stamps the text cannot follow the audio crop).")
-    lines += [f"Warning: {w}" for w in res.get("warnings", [])]
-    return "\n".join(lines)
-
-
-def format_summary(res: dict[str, Any]) -> str:
-    s0 = res["schedules"][0]
-    cfg = res["train_configs"][s0]
-    best = res["table2"][s0][0]
-    lines = [f"## Results on {res['corpus']}", "",
-             f"- classes: {', '.join(res['classes'])} ({res['n_labelled']} labelled utterances)",
-             "- stores: " + "; ".join(_encoder_line(i) + f" [{role}]" for role, i in res["stores"].items()),
-             f"- schedule: {s0} ({cfg['epochs']} epochs, lr {cfg['lr']:g}, batch {cfg['batch_size']}, dropout "
-             f"{cfg['dropout']:g})" + (f"; also {', '.join(res['schedules'][1:])}" if len(res['schedules']) > 1 else ""),
-             f"- seeds: {','.join(map(str, res['seeds']))}; device {res['device']}; {res['seconds']:.0f} s in all",
-             f"- best acoustic result (full data): {best['model']} UA {pct(best['ua'])} % "
-             f"(pooled {pct(best['ua_pooled'])} %)"]
-    if len(res["table2"][s0]) > 1:
-        bi = res["table2"][s0][1]
-        lines.append(f"- bimodal (full data): UA {pct(bi['ua'])} % (pooled {pct(bi['ua_pooled'])} %)")
-    lines += ["", format_table1(res).replace("# Table 1", "### Table 1"), "",
-              format_table2(res).replace("# Table 2", "### Table 2"), "",
-              "![learning curve](figure2.png)", "", "Run folders (config, provenance, metrics, predictions): "
-              + ", ".join(f"`{r}`" for r in res["runs"])]
-    other = [n for n in res["notes"] if "table 1" not in n and "bimodal" not in n and "LLD" not in n]
-    lines += [f"\nNote: {n}" for n in other]
-    return "\n".join(lines)

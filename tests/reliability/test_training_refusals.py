@@ -23,7 +23,7 @@ from train.config import TrainConfig
 from train.data import find_nonfinite, load_inputs, load_store
 from train.parallel import can_fork
 from train.protocol import cross_validate, speaker_independent_folds
-from train.tables import identify_stores
+from train.store_folder import identify_stores
 from train.fitting import fit_jobs
 from train.jobs import Job, TrainingDiverged
 from train.trainer import train_frame, train_pooled

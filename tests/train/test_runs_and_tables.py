@@ -8,7 +8,7 @@ from train.config import TrainConfig
 from train.data import load_inputs
 from train.protocol import cross_validate
 from train.runs import missing_files, write_run
-from train.tables import identify_stores
+from train.store_folder import identify_stores
 
 FAST = ["--epochs", "2", "--lr", "1e-2", "--mlp-hidden", "8", "--lstm-hidden", "8"]
 
