@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+
 SHARED = Path(os.environ.get("SER_SHARED", ROOT.parent / "shared"))
 
 
@@ -132,7 +132,9 @@ def _peak() -> dict:
 def run_one(mode: str, manifest: Path, spec: str, out: Path, device: str, workers: int,
             compute_dtype: str = "auto") -> dict:
     from extract.audio import load_audio
-    from extract.pipeline import ExtractConfig, extract_feature, resolve_compute_dtype, resolve_device
+    from extract.config import ExtractConfig
+    from extract.pipeline import extract_feature
+    from extract.runtime import resolve_compute_dtype, resolve_device
     from extract.registry import build
     from ser_common.manifest import read_manifest
     from ser_common.store import StoreWriter, UtteranceMeta

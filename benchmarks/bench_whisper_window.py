@@ -4,7 +4,7 @@ The same clips (the first ``--n`` of a manifest, decoded and cropped once, as ``
 encoded under each ``--whisper-window`` back to back in this process, on the same device, all layers in one
 forward pass (``@all``), batches as the pipeline makes them. Prints and writes (``results/bench/``) audio
 seconds per wall second (x real time) per window; UA per layer for each window comes from the stores
-(``ser-extract --whisper-window W`` + ``benchmarks/layer_sweep.py``).
+(``ser-extract --whisper-window W`` + ``ser-train sweep``).
 
     python benchmarks/bench_whisper_window.py --manifest manifests/emodb.jsonl \\
         --model ../shared/models/whisper-base-encoder --windows padded,10,native --n 60
@@ -20,7 +20,8 @@ from pathlib import Path
 
 from bench_json import bench_json_path, write_bench_json
 
-from extract.audio import TARGET_SR, load_audio
+from extract.audio import load_audio
+from extract.feature_set import SAMPLE_RATE
 from extract.registry import build
 from ser_common.manifest import read_manifest
 
@@ -41,7 +42,7 @@ def main() -> None:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     records = read_manifest(a.manifest)[: a.n]
     waves = [load_audio(r.audio, crop_s=a.crop, start=r.start, end=r.end) for r in records]
-    audio_s = sum(w.shape[0] for w in waves) / TARGET_SR
+    audio_s = sum(w.shape[0] for w in waves) / SAMPLE_RATE
     rows = []
     for window in a.windows.split(","):
         fs = build(f"hf:{a.model}@all", whisper_window=window).to("cpu")

@@ -28,8 +28,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-TARGET_SR = 16_000
-"""Sample rate (Hz) of every waveform handed to a feature set."""
+from .feature_set import SAMPLE_RATE  # the rate every waveform handed to a feature set has (the default here)
 
 MIN_SAMPLE_RATE = 1_000
 """Lowest sample rate (Hz) a header may claim; below it the file is corrupt or not speech audio."""
@@ -134,7 +133,7 @@ def _check_segment(path: Path, start: float | None, end: float | None) -> None:
                              "fix the manifest's start/end")
 
 
-def load_audio(path: str | os.PathLike, sr: int = TARGET_SR, crop_s: float | None = None,
+def load_audio(path: str | os.PathLike, sr: int = SAMPLE_RATE, crop_s: float | None = None,
                start: float | None = None, end: float | None = None, min_samples: int = 1) -> np.ndarray:
     """Decode ``path`` to a mono float32 waveform in [-1, 1] at ``sr`` Hz, shape ``[samples]``.
 

@@ -20,9 +20,11 @@ from typing import Any
 import numpy as np
 
 from .feature_set import FeatureSet
-from .feature_set import check_compute_dtype
-from .hub import autocast, hidden_states, load_pretrained, model_basename, weights_sha256
+from .hub import load_pretrained
+from .naming import model_basename
 from .registry import register
+from .runtime import autocast, hidden_states
+from .weights import weights_sha256
 
 DEFAULT_MODEL = "bert-base-uncased"
 MAX_LENGTH = 512
@@ -76,7 +78,6 @@ class BertFeatureSet(FeatureSet):
         self.tokenizer = tokenizer
         self.encoder = str(encoder)
         self.name = name or bert_feature_name(self.encoder)
-        self.spec = "bert" if self.encoder == DEFAULT_MODEL else f"bert:{self.encoder}"
         self.dims = int(cfg.hidden_size)
         self.layer = int(cfg.num_hidden_layers) - 1  # index into hidden_states (N + 1 entries): [-2]
         limits = [max_length, getattr(cfg, "max_position_embeddings", max_length)]
@@ -86,8 +87,6 @@ class BertFeatureSet(FeatureSet):
         self.max_length = int(min(limits))
         self.batch_size = int(batch_size)
         self._weights = weights if weights is not None else weights_sha256(model)
-        self.device = "cpu"
-        self.compute_dtype = "float32"
         if tokenizer.pad_token_id is None:
             raise ValueError(f"tokenizer {type(tokenizer).__name__} has no pad token")
 
@@ -110,7 +109,7 @@ class BertFeatureSet(FeatureSet):
     def provenance(self) -> dict[str, Any]:
         tok = self.tokenizer
         return {
-            "feature": self.name, "spec": getattr(self, "spec", self.name), "modality": self.modality,
+            "feature": self.name, "spec": self.spec or self.name, "modality": self.modality,
             "encoder": self.encoder, "encoder_class": type(self.model).__name__,
             "weights_sha256": self._weights, "layer": self.layer, "layer_desc": "hidden_states[-2]",
             "num_hidden_layers": int(self.model.config.num_hidden_layers),
@@ -120,12 +119,8 @@ class BertFeatureSet(FeatureSet):
             "max_length": self.max_length, "dims": self.dims, "frame_rate_hz": None,
         }
 
-    def to(self, device: str, compute_dtype: str = "float32") -> "BertFeatureSet":
-        """Move to ``device``; on CUDA compute under autocast in ``compute_dtype`` (CPU: float32)."""
-        self.compute_dtype = check_compute_dtype(device, compute_dtype)
+    def _move_model(self, device: str) -> None:
         self.model.to(device)
-        self.device = str(device)
-        return self
 
     def encode_text(self, texts: list[str]) -> list[tuple[list[str], np.ndarray]]:
         """Each transcript -> (WordPiece tokens, float32 [n_tokens, dims]) from ``hidden_states[-2]``.

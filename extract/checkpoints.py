@@ -1,18 +1,30 @@
-"""Find a checkpoint file: a local path as given, or a URL downloaded once into a cache.
+"""wav2vec checkpoints: find the file (a local path, or a URL downloaded once into a cache) and read it safely.
 
-The cache is ``$SER_CACHE`` (or ``~/.cache/ser_toolkit``) ``/checkpoints/<file name>``. A download goes to
+Finding (:func:`resolve_checkpoint`): the cache is ``$SER_CACHE`` (or ``~/.cache/ser_toolkit``) ``/checkpoints/<file name>``. A download goes to
 ``<file name>.partial`` beside its target (a rerun resumes it) and is renamed only when complete, so an
 interrupted one never leaves a truncated checkpoint behind (:func:`ser_common.download.fetch`). Offline, the
 resolver fails within seconds (a connectivity probe with a short timeout runs before the download) and says
 how to proceed: fetch the file elsewhere and pass its path.
+
+Reading (:func:`load_checkpoint`): ``torch.load(weights_only=True)`` with only the harmless extra types a
+fairseq checkpoint holds allowed (its args ``Namespace``, numpy scalars): never an unrestricted unpickle.
+
+Every failure of either is a :class:`CheckpointError` (a ``ValueError``: ``ser-extract`` prints it as one
+``Error: …`` line), except a local path that does not exist (:class:`FileNotFoundError`).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
+import pickle
 import socket
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
+
+import numpy as np
 
 from ser_common.download import cache_root  # the one cache folder (shared with the corpus and encoder downloads)
 
@@ -22,8 +34,9 @@ WAV2VEC_LARGE_URL = "https://dl.fbaipublicfiles.com/fairseq/wav2vec/wav2vec_larg
 CONNECT_TIMEOUT_S = 5.0
 
 
-class CheckpointUnavailable(RuntimeError):
-    """A checkpoint that is neither on disk nor downloadable now."""
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be had (not downloadable now) or used (unreadable, unsafe to unpickle, or not
+    fitting the wav2vec architecture); the message names the file or URL and what to do."""
 
 
 def is_url(path_or_url: str | os.PathLike) -> bool:
@@ -37,7 +50,7 @@ def resolve_checkpoint(path_or_url: str | os.PathLike | None = None, cache_dir: 
 
     ``None`` means :data:`WAV2VEC_LARGE_URL`. A URL already in the cache is not fetched again.
     Raises :class:`FileNotFoundError` for a local path that does not exist and
-    :class:`CheckpointUnavailable` when a URL cannot be fetched (offline: within about ``timeout_s``).
+    :class:`CheckpointError` when a URL cannot be fetched (offline: within about ``timeout_s``).
     """
     src = str(path_or_url) if path_or_url is not None else WAV2VEC_LARGE_URL
     if not is_url(src):
@@ -70,7 +83,7 @@ def _check_reachable(url: str, target: Path, timeout_s: float) -> None:
         with socket.create_connection((parts.hostname, port), timeout=timeout_s):
             pass
     except OSError as e:  # DNS failure, refused, unreachable, timeout
-        raise CheckpointUnavailable(_offline_message(url, target, f"{type(e).__name__}: {e}")) from None
+        raise CheckpointError(_offline_message(url, target, f"{type(e).__name__}: {e}")) from None
 
 
 def _download(url: str, target: Path) -> Path:
@@ -81,4 +94,45 @@ def _download(url: str, target: Path) -> Path:
     try:
         return fetch(PinnedFile(url), target, what=target.name)
     except DownloadError as e:
-        raise CheckpointUnavailable(_offline_message(url, target, str(e))) from e
+        raise CheckpointError(_offline_message(url, target, str(e))) from e
+
+
+# ---- reading ----------------------------------------------------------------------------------------------
+def _safe_globals() -> list[Any]:
+    """What a fairseq checkpoint may hold besides tensors and containers: its args Namespace, and numpy
+    scalars/dtypes (old training states record losses as numpy floats). None of these runs code."""
+    allowed: list[Any] = [argparse.Namespace, np.dtype]
+    core = getattr(np, "_core", None) or np.core  # numpy 2 moved numpy.core to numpy._core
+    scalar = core.multiarray.scalar
+    allowed += [scalar, (scalar, "numpy.core.multiarray.scalar"), (scalar, "numpy._core.multiarray.scalar")]
+    for t in (np.float64, np.float32, np.float16, np.int64, np.int32, np.bool_):
+        allowed.append(type(np.dtype(t)))
+    return allowed
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a fairseq checkpoint with ``torch.load(weights_only=True)``: never an unrestricted unpickle.
+
+    Returns the checkpoint dict (``args``, ``model`` and whatever else it holds). Raises
+    :class:`FileNotFoundError` for a missing file and :class:`CheckpointError` for anything that is not a
+    plain checkpoint (e.g. a pickled object of some other class).
+    """
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"wav2vec checkpoint {path} not found")
+    try:
+        with torch.serialization.safe_globals(_safe_globals()):
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"refusing to load {path}: it holds objects other than tensors, containers, argparse.Namespace "
+            f"and numpy scalars, and this toolkit never unpickles arbitrary objects. torch said: "
+            f"{str(e).splitlines()[-1] if str(e) else e!r}") from None
+    except (RuntimeError, EOFError, OSError) as e:
+        raise CheckpointError(f"cannot read {path} as a PyTorch checkpoint: {e}") from None
+    if not isinstance(ckpt, dict) or "model" not in ckpt or not isinstance(ckpt["model"], Mapping):
+        keys = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise CheckpointError(f"{path} is not a fairseq checkpoint {{'args', 'model', ...}}: found {keys}")
+    return ckpt

@@ -6,15 +6,12 @@ import json
 import os
 import re
 import sys
-from collections import defaultdict
 from pathlib import Path
 
 import click
 
 from ser_common.manifest import ManifestError
 from ser_common.store import FeatureStore, StoreError
-
-SHARD_FILE = re.compile(r"^(?P<name>.+)\.shard-(?P<i>\d+)-of-(?P<n>\d+)\.h5$")
 
 
 class _DefaultRun(click.Group):
@@ -43,6 +40,16 @@ def parse_shard(value: str | None) -> tuple[int, int] | None:
     if not m or not int(m[1]) < int(m[2]):
         raise click.BadParameter(f"--shard must be i/N with 0 <= i < N (or 'auto'), got {value!r}")
     return int(m[1]), int(m[2])
+
+
+def _workers(ctx: click.Context, param: click.Parameter, value: str) -> int:
+    """``--workers``: ``auto`` (:func:`ser_common.cpus.auto_workers`) or a count (0 = in the main process)."""
+    from ser_common.cpus import parse_workers
+
+    try:
+        return parse_workers(value, minimum=0)
+    except ValueError as e:
+        raise click.BadParameter(str(e).removeprefix("--workers ")) from None
 
 
 def _whisper_window(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -97,8 +104,8 @@ def main() -> None:
 @click.option("--crop", "crop_s", type=float, default=5.0, show_default=True,
               help="Keep the first CROP seconds of each utterance (the paper: 5 s; with --like: the model's).")
 @click.option("--no-crop", is_flag=True, help="Keep whole utterances (with --like: only if the model did).")
-@click.option("--workers", type=int, default=min(4, os.cpu_count() or 1), show_default=True,
-              help="Decoding (and LLD) processes; 0 = in the main process.")
+@click.option("--workers", default="auto", show_default=True, callback=_workers,
+              help="Decoding (and LLD) processes: auto = one per available CPU (at most 4); 0 = in the main process.")
 @click.option("--on-error", type=click.Choice(["skip", "fail"]), default="skip", show_default=True,
               help="Bad audio or transcript: report and leave the utterance out, or stop the run.")
 @click.option("--shard", default=None, help="i/N: process a deterministic 1/N of the manifest; 'auto' "
@@ -122,8 +129,9 @@ def run(manifest: Path, features: tuple[str, ...], like: Path | None, out: Path,
         no_crop: bool, workers: int, on_error: str, shard: str | None, store_dtype: str, compute_dtype: str,
         batch_seconds: float | None, overwrite: bool, retry_skipped: bool, whisper_window: str, quiet: bool) -> None:
     """Extract feature sets of MANIFEST into OUT (the default command); with --like MODEL, the ones MODEL expects."""
-    from .audio import TARGET_SR
-    from .pipeline import ExtractConfig, ExtractionError, extract_all
+    from .config import ExtractConfig
+    from .feature_set import SAMPLE_RATE
+    from .pipeline import ExtractionError, extract_all
 
     if not features and like is None:
         raise click.UsageError("give at least one --feature SPEC, or --like MODEL to extract what a fitted model "
@@ -132,7 +140,7 @@ def run(manifest: Path, features: tuple[str, ...], like: Path | None, out: Path,
                         store_dtype=store_dtype, workers=workers, on_error=on_error, shard=parse_shard(shard),
                         overwrite=overwrite, retry_skipped=retry_skipped, progress=not quiet,
                         whisper_window=whisper_window,
-                        batch_samples=int(batch_seconds * TARGET_SR) if batch_seconds else None)
+                        batch_samples=int(batch_seconds * SAMPLE_RATE) if batch_seconds else None)
     like_result = None
     try:
         if like is not None:
@@ -182,30 +190,6 @@ def _echo_like(result) -> None:
     click.echo(f"next: {result.predict_command()}")
 
 
-def find_shards(store_dir: Path) -> dict[str, list[Path]]:
-    """Shard stores in a folder grouped by store name; raises if a group misses shards."""
-    groups: dict[str, dict[int, Path]] = defaultdict(dict)
-    counts: dict[str, set[int]] = defaultdict(set)
-    for p in sorted(store_dir.glob("*.shard-*-of-*.h5*")):
-        m = SHARD_FILE.match(p.name.removesuffix(".partial"))
-        if not m:
-            continue
-        if p.name.endswith(".partial"):
-            raise click.ClickException(f"{p}: shard is unfinished; rerun its extraction to resume before merging")
-        groups[m["name"]][int(m["i"])] = p
-        counts[m["name"]].add(int(m["n"]))
-    out = {}
-    for name, shards in groups.items():
-        if len(counts[name]) != 1:
-            raise click.ClickException(f"{store_dir}: shards of {name} disagree on N: {sorted(counts[name])}")
-        n = counts[name].pop()
-        missing = sorted(set(range(n)) - set(shards))
-        if missing:
-            raise click.ClickException(f"{store_dir}: {name} misses shard(s) {missing} of {n}")
-        out[name] = [shards[i] for i in range(n)]
-    return out
-
-
 @main.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -219,8 +203,14 @@ def merge(inputs: tuple[Path, ...], out: Path | None, keep_shards: bool) -> None
     """
     from ser_common.merge import merge_stores
 
+    from .shards import find_shards
+
     if len(inputs) == 1 and inputs[0].is_dir():
-        groups = {str(inputs[0] / f"{name}.h5"): paths for name, paths in find_shards(inputs[0]).items()}
+        try:
+            found = find_shards(inputs[0])
+        except StoreError as e:
+            raise click.ClickException(str(e)) from e
+        groups = {str(inputs[0] / f"{name}.h5"): paths for name, paths in found.items()}
         if not groups:
             raise click.ClickException(f"{inputs[0]}: no shard stores (*.shard-i-of-N.h5) found")
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from abc import ABC, abstractmethod
 from typing import Any, Literal
 
@@ -24,23 +25,31 @@ def check_compute_dtype(device: str, compute_dtype: str) -> str:
 class FeatureSet(ABC):
     """Turns a batch of waveforms (audio) or transcripts (text) into per-utterance frame matrices.
 
+    Everything the extraction pipeline uses is declared here; a feature set overrides what differs.
+
     Attributes:
-        spec: the spec string it was built from (``lld``, ``wav2vec:/path/wav2vec_large.pt``, ``hf:…@6``).
+        spec: the spec string it was built from (``lld``, ``wav2vec:/path/wav2vec_large.pt``, ``hf:…@6``), set by
+            :func:`extract.registry.build` (the one place that knows it); ``None`` for a feature set
+            constructed directly, which then records its :attr:`name` as its spec.
         name: file stem of its store (``lld``, ``wav2vec``, ``bert-minilm-l6-v2``, ``hf-whisper-base-encoder-l6``).
         modality: ``audio`` or ``text``.
         dims: columns of every frame matrix.
         frame_rate_hz: frames per second of audio (``None`` for text: one row per token).
         min_samples: shortest waveform (16 kHz samples) that yields at least one frame.
+        runs_in_workers: computed on the CPU inside the decoding workers (the LLDs), not batched on the device.
+        device: where :meth:`to` put it (``cpu``, ``cuda``, ``cuda:N``).
+        compute_dtype: what it computes in (:meth:`to`; always ``float32`` on the CPU).
     """
 
-    spec: str
+    spec: str | None = None
     name: str
     modality: Literal["audio", "text"] = "audio"
     dims: int
     frame_rate_hz: float | None
     min_samples: int = 1
     runs_in_workers: bool = False
-    """Computed on the CPU inside the decoding workers (the LLDs), not batched on the device."""
+    device: str = "cpu"
+    compute_dtype: str = "float32"
 
     @abstractmethod
     def provenance(self) -> dict[str, Any]:
@@ -55,8 +64,22 @@ class FeatureSet(ABC):
         """
 
     def to(self, device: str, compute_dtype: str = "float32") -> "FeatureSet":
-        """Move to ``device`` (``cpu``/``cuda``) and compute in ``compute_dtype`` (float32|bfloat16|float16)."""
+        """Move to ``device`` (``cpu``/``cuda[:N]``) and compute in ``compute_dtype`` (float32|bfloat16|float16).
+
+        On CUDA, bfloat16/float16 run under autocast (:func:`extract.runtime.autocast`; weights stay float32);
+        on the CPU computation stays float32 whatever is asked (with a warning when something else was).
+        Moving the model itself is :meth:`_move_model`'s job.
+        """
+        computed = check_compute_dtype(device, compute_dtype)
+        self._move_model(str(device))
+        if computed != compute_dtype:
+            warnings.warn(f"{self.name} on the CPU computes in float32 (asked for {compute_dtype})", stacklevel=2)
+        self.device = str(device)
+        self.compute_dtype = computed
         return self
+
+    def _move_model(self, device: str) -> None:
+        """Put the model (if any) on ``device``; called by :meth:`to`. Default: nothing to move."""
 
     def configure(self, whisper_window: str | float | None = "padded") -> "FeatureSet":
         """Apply the run's feature-set options (``ser-extract`` flags that change what a family computes).
@@ -74,6 +97,11 @@ class FeatureSet(ABC):
     def encode_text(self, texts: list[str]) -> list[tuple[list[str], np.ndarray]]:
         """Text: each transcript -> (tokens, float32 [n_tokens, dims]); one row per token."""
         raise NotImplementedError(f"{self.name} is not a text feature set")
+
+    def n_frames(self, n_samples: int) -> int:
+        """Audio: frames :meth:`encode` yields for ``n_samples`` samples of 16 kHz audio (0 below
+        :attr:`min_samples`)."""
+        raise NotImplementedError(f"{self.name} does not define its frame count")
 
     # -- several outputs from one forward pass (a cheap layer sweep: ``hf:model@2,4,6`` or ``@all``) --------
     def output_names(self) -> list[str]:

@@ -44,10 +44,11 @@ from typing import Any
 import numpy as np
 
 from .feature_set import SAMPLE_RATE, FeatureSet
-from .feature_set import check_compute_dtype
-from .hub import (autocast, hidden_states, load_pretrained, model_basename, quiet_transformers,
-                  weights_sha256)
+from .hub import load_pretrained, quiet_transformers
+from .naming import model_basename
 from .registry import register
+from .runtime import autocast, hidden_states
+from .weights import weights_sha256
 
 SSL_TYPES = ("wav2vec2", "hubert", "wavlm", "data2vec-audio")
 WHISPER_TYPES = ("whisper",)
@@ -118,11 +119,7 @@ class HFSpeechFeatureSet(FeatureSet):
         self.layers = resolve_layers(layers, self.num_layers)
         self.basename = basename or (model_basename(self.encoder) if self.encoder != "random" else "random")
         self._weights = weights if weights is not None else weights_sha256(model)
-        self.device = "cpu"
-        self.compute_dtype = "float32"
         self.name = self._name()
-        suffix = "" if layers is None else "@" + ("all" if layers == "all" else ",".join(map(str, self.layers)))
-        self.spec = f"hf:{self.encoder}{suffix}"
 
     # ---- names and provenance -------------------------------------------------------------------------
     def _name(self) -> str:
@@ -149,7 +146,7 @@ class HFSpeechFeatureSet(FeatureSet):
         cfg = self.model.config
         single = len(self.layers) == 1
         return {
-            "feature": self.name, "spec": getattr(self, "spec", self.name), "modality": self.modality,
+            "feature": self.name, "spec": self.spec or self.name, "modality": self.modality,
             "encoder": self.encoder, "encoder_class": type(self.model).__name__,
             "model_type": cfg.model_type, "weights_sha256": self._weights,
             "layer": self.layers[0] if single else None,
@@ -168,12 +165,8 @@ class HFSpeechFeatureSet(FeatureSet):
         return {**self.provenance(), "feature": output, "layer": k, "layer_desc": f"hidden_states[{k}]"}
 
     # ---- compute ---------------------------------------------------------------------------------------
-    def to(self, device: str, compute_dtype: str = "float32") -> "HFSpeechFeatureSet":
-        """Move to ``device``; on CUDA compute under autocast in ``compute_dtype`` (CPU: float32)."""
-        self.compute_dtype = check_compute_dtype(device, compute_dtype)
+    def _move_model(self, device: str) -> None:
         self.model.to(device)
-        self.device = str(device)
-        return self
 
     def _check_waves(self, waves: list[np.ndarray]) -> list[np.ndarray]:
         out = []
@@ -205,10 +198,6 @@ class HFSpeechFeatureSet(FeatureSet):
         if len(self.layers) != 1:
             raise ValueError(f"{self.name} selects {len(self.layers)} layers; use encode_outputs()")
         return self.encode_outputs(waves)[self.name]
-
-    def n_frames(self, n_samples: int) -> int:
-        """Frames the encoder yields for ``n_samples`` samples of 16 kHz audio."""
-        raise NotImplementedError
 
 
 # ---- wav2vec2 / HuBERT / WavLM / data2vec-audio -------------------------------------------------------------
@@ -251,6 +240,7 @@ class SSLSpeechFeatureSet(HFSpeechFeatureSet):
         self.pad_batches = self.feat_extract_norm == "layer" and cfg.model_type not in UNPADDED_TYPES
 
     def n_frames(self, n_samples: int) -> int:
+        """The conv stack's ``floor((n - k) / s) + 1`` per layer (0 below :attr:`min_samples`)."""
         n = int(n_samples)
         for k, s in zip(self.kernels, self.strides):
             if n < k:
@@ -406,6 +396,7 @@ class WhisperEncoderFeatureSet(HFSpeechFeatureSet):
         return {k: states[k] for k in self.layers}
 
     def n_frames(self, n_samples: int) -> int:
+        """``ceil(n_samples / 320)``: the frames of the real audio, whatever the window."""
         return math.ceil(int(n_samples) / self.samples_per_frame)
 
     def _items_per_pass(self) -> int:

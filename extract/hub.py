@@ -12,23 +12,24 @@ Shared by the transformers-backed feature sets (:mod:`extract.bert`, :mod:`extra
   a hub id's cached snapshot) whose ``config.json``, ``tokenizer_config.json``, ``preprocessor_config.json``
   or ``processor_config.json`` has an ``auto_map`` (Python classes shipped with the weights) is refused up
   front with :class:`RemoteCodeRefusedError`, never prompted for.
-* :func:`weights_sha256`: the provenance hash of the weights a model was loaded from.
-* :func:`hidden_states`, :func:`autocast`, :func:`quiet_transformers`: small forward-pass helpers.
+* :func:`resolve_model_dir`: the folder a model's files are in (a local folder, or a hub id's cached snapshot).
+* :func:`quiet_transformers`, :func:`no_load_bars`: quieter loading.
+
+The weights' provenance hash is :mod:`extract.weights`; store names from model paths are :mod:`extract.naming`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import socket
 import threading
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 from urllib.parse import urlparse
 
-from ser_common.provenance import sha256_file
+from .naming import looks_like_path
 
 HUB_HOST = "huggingface.co"
 REACHABILITY_TIMEOUT_S = 3.0
@@ -121,16 +122,6 @@ def hub_reachable(timeout: float = REACHABILITY_TIMEOUT_S) -> bool:
     return bool(ok and ok[0])
 
 
-def looks_like_path(name_or_path: str) -> bool:
-    """True for strings that can only be file-system paths (``/x``, ``./x``, ``~/x``, ``a/b/c``, ``x/``).
-
-    A hub id is ``name`` or ``owner/name``; an existing directory is always a path.
-    """
-    s = str(name_or_path)
-    return (s.startswith((".", "/", "~", "\\")) or s.endswith(("/", os.sep)) or s.count("/") > 1
-            or os.sep != "/" and os.sep in s or Path(s).expanduser().exists())
-
-
 def local_hint(name_or_path: str, spec_prefix: str = "bert", spec_suffix: str = "") -> str:
     """How to pass a local copy on the command line, e.g. ``bert:/path/to/bert-base-uncased``."""
     base = str(name_or_path).rstrip("/").split("/")[-1] or "model"
@@ -211,11 +202,7 @@ def load_pretrained(loader: Any, name_or_path: str | os.PathLike, *, spec_prefix
     return loaded
 
 
-# ---- weights hash ----------------------------------------------------------------------------------------
-_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-_HASH_CACHE: dict[tuple[str, int, int], str] = {}
-
-
+# ---- where a model's files are -------------------------------------------------------------------------
 def resolve_model_dir(model_or_path: Any) -> Path | None:
     """The directory a model's files are in: a local directory as is; a hub id -> its cached snapshot.
 
@@ -244,51 +231,7 @@ def resolve_model_dir(model_or_path: Any) -> Path | None:
     return Path(found).parent if isinstance(found, str) else None
 
 
-def weight_files(model_dir: str | os.PathLike) -> list[Path]:
-    """The weights files transformers loads from ``model_dir``, sorted by name (safetensors preferred).
-
-    Sharded checkpoints are read from their ``*.index.json``; an empty list when there are none.
-    """
-    d = Path(model_dir)
-    for single in _WEIGHT_FILES:
-        index = d / f"{single}.index.json"
-        if index.is_file():
-            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-            return [d / s for s in shards]
-        if (d / single).is_file():
-            return [d / single]
-    return sorted(d.glob("*.safetensors"))
-
-
-def _cached_sha256(path: Path) -> str:
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _HASH_CACHE:
-        _HASH_CACHE[key] = sha256_file(path)
-    return _HASH_CACHE[key]
-
-
-def weights_sha256(model_dir_or_resolved: Any) -> str | None:
-    """sha256 (hex) of the weights a model was loaded from, for provenance.
-
-    ``model_dir_or_resolved``: a model directory, a cached hub id, or a loaded model (its ``name_or_path``).
-    One file (``model.safetensors`` or ``pytorch_model.bin``): its sha256. Several shards: the sha256 of the
-    concatenated per-shard hex digests, in file-name order. ``None`` for random models (no directory, no
-    weights file). Hashes are cached per (file, size, mtime).
-    """
-    d = resolve_model_dir(model_dir_or_resolved)
-    if d is None:
-        return None
-    files = weight_files(d)
-    if not files:
-        return None
-    digests = [_cached_sha256(f) for f in files]
-    if len(digests) == 1:
-        return digests[0]
-    return hashlib.sha256("".join(digests).encode("ascii")).hexdigest()
-
-
-# ---- forward-pass helpers ---------------------------------------------------------------------------------
+# ---- quieter loading -------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def quiet_transformers() -> Iterator[None]:
     """Silence transformers' warnings (e.g. a load report listing deliberately missing weights) for a block."""
@@ -315,45 +258,3 @@ def no_load_bars() -> Iterator[None]:
     finally:
         if was:
             hf_logging.enable_progress_bar()
-
-
-def autocast(device: str, compute_dtype: str) -> contextlib.AbstractContextManager:
-    """``torch.autocast`` on CUDA for bfloat16/float16; a no-op context for float32 or CPU."""
-    import torch
-
-    if str(device).startswith("cuda") and compute_dtype != "float32":
-        return torch.autocast("cuda", dtype=getattr(torch, compute_dtype))
-    return contextlib.nullcontext()
-
-
-def hidden_states(model: Any, layers: Sequence[int], **inputs: Any) -> dict[int, Any]:
-    """Run ``model(**inputs)`` once and return ``{layer: hidden_states[layer]}`` (tensors [batch, T, D]).
-
-    Asks transformers (>= 5) for the selected layers only (``output_hidden_states=[…]``, which keeps the
-    others out of memory) and falls back to all of them on models that do not take a selection.
-    """
-    layers = list(layers)
-    try:
-        out = model(**inputs, output_hidden_states=layers)
-        hs = out.hidden_states
-        if hs is None or any(i >= len(hs) or hs[i] is None for i in layers):
-            raise TypeError("hidden-state selection not supported")
-    except TypeError:
-        out = model(**inputs, output_hidden_states=True)
-        hs = out.hidden_states
-    return {i: hs[i] for i in layers}
-
-
-def sanitize_name(s: str) -> str:
-    """A string made safe for a store file stem: ``/`` and other odd characters -> ``-``."""
-    out = "".join(c if c.isalnum() or c in "._-" else "-" for c in s.strip().rstrip("/"))
-    return out.strip("-.") or "model"
-
-
-def model_basename(name_or_path: str) -> str:
-    """``/x/minilm-l6-v2`` -> ``minilm-l6-v2``; hub id ``owner/name`` -> ``owner-name``."""
-    s = str(name_or_path).rstrip("/\\")
-    if Path(s).expanduser().is_dir() or looks_like_path(s):
-        return sanitize_name(Path(s).name)
-    return sanitize_name(s.replace("/", "-"))
-

@@ -35,7 +35,8 @@ import click
 
 from ser_common.download import DownloadError, DownloadUnavailable, PinnedFile, check_reachable, fetch
 
-from .hub import HUB_HOST, hub_offline_env, weight_files
+from .hub import HUB_HOST, hub_offline_env
+from .weights import weight_files
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,11 @@ from ser_common.identity import FeatureIdentity, format_diff
 from ser_common.manifest import manifest_sha256, read_manifest
 from ser_common.store import FeatureStore, StoreError, store_identity
 
-from .pipeline import ExtractConfig, ExtractReport, extract_feature, shard_output_name
+from .config import ExtractConfig, ExtractReport
+from .feature_set import SAMPLE_RATE
+from .outputs import store_provenance
+from .pipeline import extract_feature
+from .shards import merged_path, shard_output_name
 
 BUNDLE_FORMAT = "ser-train-bundle"
 """The ``format`` key of a ``ser-train fit`` bundle (kept in step with ``train.bundle`` by a test)."""
@@ -110,8 +114,7 @@ class LikeResult:
         """The store paths ``ser-train predict`` reads (the merged names when extraction was sharded)."""
         if self.shard is None:
             return [s.path for s in self.stores]
-        suffix = f".shard-{self.shard[0]}-of-{self.shard[1]}.h5"
-        return [s.path.with_name(s.path.name[: -len(suffix)] + ".h5") for s in self.stores]
+        return [merged_path(s.path) for s in self.stores]
 
     def predict_command(self, output: str | os.PathLike | None = None) -> str:
         """The ``ser-train predict`` command for these stores (shell-quoted), ``-o`` ``output`` (default:
@@ -280,14 +283,9 @@ def assign_features(bundle: ModelBundleInfo, features: Sequence[str]) -> list[tu
 
 def planned_identity(fs: Any, output: str, crop_s: float | None, store_dtype: str) -> FeatureIdentity:
     """The identity the pipeline will give output ``output`` of feature set ``fs`` (see
-    ``extract.pipeline._plan_outputs``), up to the manifest and compute dtype, which the ``features`` scope
+    :func:`extract.outputs.plan_outputs`), up to the manifest and compute dtype, which the ``features`` scope
     does not compare."""
-    from .audio import TARGET_SR
-
-    prov = {**fs.output_provenance(output), "spec": getattr(fs, "spec", fs.name), "crop_s": crop_s,
-            "sample_rate": TARGET_SR}
-    if fs.modality == "text":
-        prov["crop_s"] = None
+    prov = store_provenance(fs, output, {"spec": fs.spec or fs.name, "crop_s": crop_s, "sample_rate": SAMPLE_RATE})
     return store_identity(prov, fs.dims, store_dtype)
 
 

@@ -51,7 +51,7 @@ class LLDFeatureSet(FeatureSet):
     def provenance(self) -> dict[str, Any]:
         from importlib import metadata
         return {
-            "feature": self.name, "spec": getattr(self, "spec", "lld"), "modality": self.modality,
+            "feature": self.name, "spec": self.spec or self.name, "modality": self.modality,
             "encoder": "pyAudioAnalysis.ShortTermFeatures.feature_extraction",
             "encoder_class": "pyAudioAnalysis " + metadata.version("pyAudioAnalysis"),
             "weights_sha256": None, "layer": None, "window_s": WINDOW_S, "step_s": STEP_S, "deltas": False,
@@ -71,6 +71,11 @@ class LLDFeatureSet(FeatureSet):
 
     def encode(self, waves: list[np.ndarray]) -> list[np.ndarray]:
         return [self.encode_one(w) for w in waves]
+
+    def n_frames(self, n_samples: int) -> int:
+        """``floor((n - 800) / 400) + 1`` (0 below one 50 ms window)."""
+        n = int(n_samples)
+        return 0 if n < self.window else (n - self.window) // self.step + 1
 
     @property
     def max_batch_samples(self) -> int:

@@ -33,7 +33,9 @@ def _load_builtin(prefix: str | None = None) -> None:
 
 def build(spec: str, whisper_window: str | float | None = "padded") -> FeatureSet:
     """Build the feature set named by ``spec``, e.g. ``lld`` or ``hf:../shared/models/whisper-base-encoder@3``,
-    with the run's options (:meth:`FeatureSet.configure`: ``whisper_window``)."""
+    with the run's options (:meth:`FeatureSet.configure`: ``whisper_window``).
+
+    The one place that sets :attr:`FeatureSet.spec`: to ``spec`` as given (what stores record)."""
     prefix, _, arg = spec.partition(":")
     _load_builtin(prefix)
     if prefix not in _BUILDERS:

@@ -11,12 +11,11 @@ Importing this module is cheap: torch is imported when a feature set is built.
 
 from __future__ import annotations
 
-import warnings
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .feature_set import SAMPLE_RATE, FeatureSet, check_compute_dtype
+from .feature_set import SAMPLE_RATE, FeatureSet
 from .registry import register
 
 if TYPE_CHECKING:
@@ -41,22 +40,19 @@ class Wav2VecFeatureSet(FeatureSet):
         self.model = model.eval()
         self.encoder = encoder
         self.checkpoint_path = checkpoint_path
-        self.spec = f"wav2vec:{encoder}"
         self.dims = model.output_dim
         self.frame_rate_hz = model.frame_rate_hz
         self.min_samples = model.receptive_field
-        self.device = "cpu"
-        self.compute_dtype = "float32"
         self._sha256: str | None = None
 
     # -- FeatureSet -----------------------------------------------------------------------------------------
     def provenance(self) -> dict[str, Any]:
         cfg = self.model.cfg
         if self._sha256 is None and self.checkpoint_path is not None:
-            from ser_common.provenance import sha256_file
-            self._sha256 = sha256_file(self.checkpoint_path)
+            from ser_common.provenance import sha256_file_cached
+            self._sha256 = sha256_file_cached(self.checkpoint_path)
         return {
-            "feature": self.name, "spec": self.spec, "modality": self.modality,
+            "feature": self.name, "spec": self.spec or self.name, "modality": self.modality,
             "encoder": self.encoder, "encoder_class": ENCODER_CLASS, "weights_sha256": self._sha256,
             "layer": None, "output": "c", "frame_rate_hz": self.frame_rate_hz, "dims": self.dims,
             "sample_rate": SAMPLE_RATE,
@@ -68,10 +64,8 @@ class Wav2VecFeatureSet(FeatureSet):
             "padding": "zero-padded batches with per-utterance (masked) GroupNorm statistics",
         }
 
-    def to(self, device: str, compute_dtype: str = "float32") -> "Wav2VecFeatureSet":
-        """Move to ``cpu``/``cuda[:i]``; on CUDA, bfloat16/float16 run under ``torch.autocast`` (weights and
-        GroupNorm statistics stay float32). On the CPU computation stays float32 whatever is asked."""
-        computed = check_compute_dtype(device, compute_dtype)
+    def _move_model(self, device: str) -> None:
+        """Only ``cpu``/``cuda[:i]``; GroupNorm statistics stay float32 under autocast."""
         import torch
 
         dev = torch.device(device)
@@ -79,13 +73,7 @@ class Wav2VecFeatureSet(FeatureSet):
             raise ValueError(f"device must be cpu or cuda, got {device!r}")
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError("device 'cuda' requested but torch sees no CUDA device")
-        if computed != compute_dtype:
-            warnings.warn(f"wav2vec on the CPU computes in float32 (asked for {compute_dtype})", stacklevel=2)
-            compute_dtype = computed
         self.model.to(dev)
-        self.device = str(dev)
-        self.compute_dtype = compute_dtype
-        return self
 
     def encode(self, waves: list[np.ndarray]) -> list[np.ndarray]:
         """``waves[i]`` float32 [samples_i] at 16 kHz (>= :attr:`min_samples`) -> float32 [frames_i, dims].
@@ -94,20 +82,20 @@ class Wav2VecFeatureSet(FeatureSet):
         """
         import torch
 
+        from .runtime import autocast
+
         for i, w in enumerate(waves):
             if np.asarray(w).ndim != 1:
                 raise ValueError(f"waves[{i}] must be mono [samples], got shape {np.asarray(w).shape}")
             if len(w) < self.min_samples:
                 raise ValueError(f"waves[{i}] has {len(w)} samples, fewer than the {self.min_samples} "
                                  f"({1000 * self.min_samples / SAMPLE_RATE:.0f} ms) that give one wav2vec frame")
-        autocast = None if self.compute_dtype == "float32" else getattr(torch, self.compute_dtype)
-        with torch.inference_mode():
-            return self.model.encode_batch([np.asarray(w, dtype=np.float32) for w in waves],
-                                           device=self.device, autocast_dtype=autocast)
+        with torch.inference_mode(), autocast(self.device, self.compute_dtype):
+            return self.model.encode_batch([np.asarray(w, dtype=np.float32) for w in waves], device=self.device)
 
-    def frames_for(self, samples: int) -> int:
-        """Frames produced for ``samples`` input samples (``floor((n - 465) / 160) + 1`` for large)."""
-        return self.model.num_frames(samples)
+    def n_frames(self, n_samples: int) -> int:
+        """``floor((n - 465) / 160) + 1`` for large (:meth:`Wav2VecModel.num_frames`)."""
+        return self.model.num_frames(n_samples)
 
     @property
     def max_batch_samples(self) -> int:

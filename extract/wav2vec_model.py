@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import ast
 import math
-import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +39,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-SAMPLE_RATE = 16_000
+from ser_common.listing import shorten
+
+from .checkpoints import CheckpointError, load_checkpoint
+from .feature_set import SAMPLE_RATE
 
 ConvSpec = tuple[int, int, int]
 """One conv layer as fairseq writes it: ``(out_channels, kernel_size, stride)``."""
@@ -343,49 +345,7 @@ class Wav2VecPredictionsModel(nn.Module):
         self.project_to_steps = nn.ConvTranspose2d(in_dim, out_dim, (1, prediction_steps))
 
 
-# -- checkpoint loading -----------------------------------------------------------------------------------------
-
-class CheckpointError(ValueError):
-    """A checkpoint file that is unreadable, unsafe to unpickle, or does not fit the wav2vec architecture."""
-
-
-def _safe_globals() -> list[Any]:
-    """What a fairseq checkpoint may hold besides tensors and containers: its args Namespace, and numpy
-    scalars/dtypes (old training states record losses as numpy floats). None of these runs code."""
-    allowed: list[Any] = [argparse.Namespace, np.dtype]
-    core = getattr(np, "_core", None) or np.core  # numpy 2 moved numpy.core to numpy._core
-    scalar = core.multiarray.scalar
-    allowed += [scalar, (scalar, "numpy.core.multiarray.scalar"), (scalar, "numpy._core.multiarray.scalar")]
-    for t in (np.float64, np.float32, np.float16, np.int64, np.int32, np.bool_):
-        allowed.append(type(np.dtype(t)))
-    return allowed
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a fairseq checkpoint with ``torch.load(weights_only=True)``: never an unrestricted unpickle.
-
-    Returns the checkpoint dict (``args``, ``model`` and whatever else it holds). Raises
-    :class:`FileNotFoundError` for a missing file and :class:`CheckpointError` for anything that is not a
-    plain checkpoint (e.g. a pickled object of some other class).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"wav2vec checkpoint {path} not found")
-    try:
-        with torch.serialization.safe_globals(_safe_globals()):
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise CheckpointError(
-            f"refusing to load {path}: it holds objects other than tensors, containers, argparse.Namespace "
-            f"and numpy scalars, and this toolkit never unpickles arbitrary objects. torch said: "
-            f"{str(e).splitlines()[-1] if str(e) else e!r}") from None
-    except (RuntimeError, EOFError, OSError) as e:
-        raise CheckpointError(f"cannot read {path} as a PyTorch checkpoint: {e}") from None
-    if not isinstance(ckpt, dict) or "model" not in ckpt or not isinstance(ckpt["model"], Mapping):
-        keys = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise CheckpointError(f"{path} is not a fairseq checkpoint {{'args', 'model', ...}}: found {keys}")
-    return ckpt
-
+# -- checkpoint architecture ------------------------------------------------------------------------------
 
 def _checkpoint_args(ckpt: Mapping[str, Any], path: Path) -> argparse.Namespace | Mapping[str, Any]:
     args = ckpt.get("args")
@@ -505,13 +465,13 @@ class Wav2VecModel(nn.Module):
         return z, c
 
     @torch.inference_mode()
-    def encode_batch(self, waves: Sequence[np.ndarray], device: str | torch.device | None = None,
-                     autocast_dtype: torch.dtype | None = None) -> list[np.ndarray]:
+    def encode_batch(self, waves: Sequence[np.ndarray], device: str | torch.device | None = None) -> list[np.ndarray]:
         """Encode utterances of any lengths in one zero-padded batch.
 
         ``waves[i]`` float [samples_i] at 16 kHz (at least :attr:`receptive_field` samples) -> float32
         numpy c [frames_i, out_dim] per utterance, ``frames_i = num_frames(samples_i)``, each equal to
-        encoding that utterance alone. ``autocast_dtype`` (bfloat16/float16) runs under ``torch.autocast``.
+        encoding that utterance alone. Run it under :func:`extract.runtime.autocast` to compute in
+        bfloat16/float16 (as :class:`extract.wav2vec.Wav2VecFeatureSet` does).
         """
         if not waves:
             return []
@@ -526,17 +486,10 @@ class Wav2VecModel(nn.Module):
         wav = torch.from_numpy(batch).to(device)
         lengths = torch.tensor(lens, dtype=torch.long, device=device)
         full = all(n == batch.shape[1] for n in lens)
-        if autocast_dtype is not None and device.type != "cpu":
-            with torch.autocast(device_type=device.type, dtype=autocast_dtype):
-                _, c = self(wav, None if full else lengths)
-        else:
-            _, c = self(wav, None if full else lengths)
+        _, c = self(wav, None if full else lengths)
         c = c.float().transpose(1, 2).cpu().numpy()
         return [np.ascontiguousarray(c[i, : self.num_frames(n)]) for i, n in enumerate(lens)]
 
 
 def _short(items: list[str], n: int = 8) -> str:
-    if not items:
-        return "none"
-    more = f" … and {len(items) - n} more" if len(items) > n else ""
-    return "[" + ", ".join(items[:n]) + "]" + more
+    return shorten(items, n, wrap=("[", "]")) if items else "none"

@@ -24,7 +24,6 @@ instead of a hang.
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 import pickle
 import traceback
 from dataclasses import dataclass
@@ -33,6 +32,8 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Sequence
 
 import torch
+
+from ser_common.cpus import MAX_AUTO_WORKERS, available_cpus
 
 from .config import TrainConfig
 from .data import Inputs
@@ -44,14 +45,7 @@ from .trainer import train_frame
 _STATE: tuple[Any, ...] | None = None
 
 
-def available_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-def auto_workers(device: str, n_jobs: int, cap: int = 4) -> int:
+def auto_workers(device: str, n_jobs: int, cap: int = MAX_AUTO_WORKERS) -> int:
     """Worker processes to use: 1 on a GPU; else one per available CPU (at most ``cap`` and ``n_jobs``)."""
     if device != "cpu":
         return 1

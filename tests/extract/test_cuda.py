@@ -83,7 +83,8 @@ def test_hf_bf16_batch_equals_single_and_cpu(hf_models, family):
 
 
 def test_pipeline_on_cuda_records_its_dtype_and_matches_cpu(tmp_path):
-    from extract.pipeline import ExtractConfig, extract_feature
+    from extract.config import ExtractConfig
+    from extract.pipeline import extract_feature
     from ser_common.store import FeatureStore
 
     manifest = write_corpus(tmp_path, n=6)
@@ -103,7 +104,8 @@ def test_torchrun_two_processes_share_one_gpu(tmp_path):
     from click.testing import CliRunner
 
     from extract.cli import main as cli
-    from extract.pipeline import ExtractConfig, extract_feature
+    from extract.config import ExtractConfig
+    from extract.pipeline import extract_feature
     from ser_common.store import FeatureStore
 
     torchrun, ser_extract = BIN / "torchrun", BIN / "ser-extract"

@@ -8,8 +8,9 @@ import time
 
 import pytest
 
-from extract import hub
-from extract.hub import ModelNotAvailableError, load_pretrained, weights_sha256
+from extract import hub, naming, runtime
+from extract.hub import ModelNotAvailableError, load_pretrained
+from extract.weights import weights_sha256
 from ser_common.provenance import sha256_file
 
 FAKE_ID = "ser-toolkit-test-nonexistent/fake-bert-model"
@@ -107,12 +108,12 @@ def test_missing_path_is_a_clear_file_error(bad):
 
 
 def test_path_or_id_and_basenames(tmp_path):
-    assert not hub.looks_like_path("bert-base-uncased")
-    assert not hub.looks_like_path("facebook/hubert-base-ls960")
-    assert hub.looks_like_path("../shared/models/minilm-l6-v2") and hub.looks_like_path(str(tmp_path))
-    assert hub.model_basename("/x/y/minilm-l6-v2/") == "minilm-l6-v2"
-    assert hub.model_basename("facebook/hubert-base-ls960") == "facebook-hubert-base-ls960"
-    assert hub.sanitize_name("a b:c") == "a-b-c"
+    assert not naming.looks_like_path("bert-base-uncased")
+    assert not naming.looks_like_path("facebook/hubert-base-ls960")
+    assert naming.looks_like_path("../shared/models/minilm-l6-v2") and naming.looks_like_path(str(tmp_path))
+    assert naming.model_basename("/x/y/minilm-l6-v2/") == "minilm-l6-v2"
+    assert naming.model_basename("facebook/hubert-base-ls960") == "facebook-hubert-base-ls960"
+    assert naming.sanitize_name("a b:c") == "a-b-c"
 
 
 # ---- weights hash -------------------------------------------------------------------------------------------
@@ -162,7 +163,7 @@ def test_hidden_states_selection_matches_full_output():
     ids = torch.tensor([[2, 7, 9, 11, 3]])
     with torch.inference_mode():
         full = model(input_ids=ids, output_hidden_states=True).hidden_states
-        sel = hub.hidden_states(model, [0, 1], input_ids=ids)
+        sel = runtime.hidden_states(model, [0, 1], input_ids=ids)
     assert set(sel) == {0, 1}
     for k in (0, 1):
         torch.testing.assert_close(sel[k], full[k])

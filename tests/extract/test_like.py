@@ -25,8 +25,9 @@ from click.testing import CliRunner  # noqa: E402
 
 from extract import like  # noqa: E402
 from extract.cli import main as extract_main  # noqa: E402
-from extract.hub import weights_sha256  # noqa: E402
-from extract.pipeline import ExtractConfig, extract_all  # noqa: E402
+from extract.weights import weights_sha256  # noqa: E402
+from extract.config import ExtractConfig  # noqa: E402
+from extract.pipeline import extract_all  # noqa: E402
 from ser_common.identity import FeatureIdentity  # noqa: E402
 from ser_common.store import FeatureStore  # noqa: E402
 from tests.extract.conftest import write_corpus  # noqa: E402
@@ -59,7 +60,7 @@ def ser_train(*args) -> tuple[int, str]:
 
 def fit(store: Path, out: Path, *extra) -> Path:
     code, text = ser_train("fit", "--store", store, "--head", "mean", "--epochs", "2", "--device", "cpu",
-                           "--out", out, *extra)
+                           "-o", out, *extra)
     assert code == 0, text
     return out
 

@@ -11,7 +11,7 @@ def test_34_descriptors_at_40_frames_per_second(tone):
     for seconds in (0.05, 1.0, 2.5):
         n = int(seconds * 16_000)
         y = fs.encode([tone(seconds)])[0]
-        assert y.shape == ((n - 800) // 400 + 1, 34) and y.dtype == np.float32
+        assert y.shape == ((n - 800) // 400 + 1, 34) == (fs.n_frames(n), fs.dims) and y.dtype == np.float32
         assert np.isfinite(y).all()
 
 
@@ -28,6 +28,7 @@ def test_matches_pyaudioanalysis_directly(tone):
 def test_shorter_than_one_window_is_refused(tone):
     with pytest.raises(ValueError, match="shorter than one 50 ms window"):
         build("lld").encode([tone(0.04)])
+    assert build("lld").n_frames(799) == 0 and build("lld").n_frames(800) == 1 and build("lld").n_frames(1199) == 1
 
 
 def test_provenance_records_the_analysis():

@@ -6,7 +6,9 @@ import soundfile as sf
 from click.testing import CliRunner
 
 from extract.cli import main as cli
-from extract.pipeline import ExtractConfig, ExtractionError, extract_all, extract_feature, length_batches
+from extract.batching import length_batches
+from extract.config import ExtractConfig
+from extract.pipeline import ExtractionError, extract_all, extract_feature
 from ser_common.manifest import ManifestRecord, read_manifest, write_manifest
 from ser_common.store import FeatureStore, StoreError, partial_path
 from tests.extract.conftest import run_until_commits, slow_extraction_script, write_corpus
@@ -162,7 +164,7 @@ def test_resume_refuses_different_settings(corpus, tmp_path):
 
 def test_three_shards_merged_equal_single_process(tmp_path):
     manifest = write_corpus(tmp_path, n=14)
-    single, _ = (extract_feature(manifest, "lld", tmp_path / "single", _cfg()), None)
+    assert extract_feature(manifest, "lld", tmp_path / "single", _cfg()).n_written == 14
     shard_dir = tmp_path / "shards"
     for i in range(3):
         rep = extract_feature(manifest, "lld", shard_dir, _cfg(shard=(i, 3)))
@@ -177,6 +179,13 @@ def test_three_shards_merged_equal_single_process(tmp_path):
     assert {k: v for k, v in prov_a.items() if k not in ignore} == {k: v for k, v in prov_b.items() if k not in ignore}
     with FeatureStore(shard_dir / "lld.h5") as s:  # merged in manifest order
         assert list(s.manifest_index) == list(range(14))
+
+
+def test_list_names_every_builtin_prefix():
+    res = CliRunner().invoke(cli, ["list"])
+    assert res.exit_code == 0, res.output
+    assert [line.split()[0] for line in res.output.splitlines()] == ["bert", "hf", "lld", "wav2vec"]
+    assert "34 pyAudioAnalysis" in res.output and "checkpoint path or URL" in res.output
 
 
 def test_merge_refuses_missing_shard(tmp_path):
@@ -213,3 +222,13 @@ def test_length_batches_respect_budget():
     assert sorted(p for b in batches for p in b) == list(range(50))
     for b in batches:
         assert len(b) == 1 or len(b) * max(lengths[p] for p in b) <= 2000
+
+
+def test_workers_auto_is_the_default_and_nonsense_is_refused(corpus, tmp_path):
+    from ser_common.cpus import auto_workers
+
+    assert ExtractConfig().workers == auto_workers()
+    out = tmp_path / "stores"
+    r = CliRunner().invoke(cli, ["--manifest", str(corpus), "--feature", "lld", "--out", str(out), "--workers", "two"])
+    assert r.exit_code == 2 and "must be 'auto' or an integer >= 0, got 'two'" in r.output
+    assert not out.exists()

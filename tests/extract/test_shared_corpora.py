@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from data_manifests import build_manifest
-from extract.pipeline import ExtractConfig, extract_all
+from extract.config import ExtractConfig
+from extract.pipeline import extract_all
 from ser_common.manifest import write_manifest
 from ser_common.store import FeatureStore
 

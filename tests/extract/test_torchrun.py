@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from extract.pipeline import ExtractConfig, extract_feature
+from extract.config import ExtractConfig
+from extract.pipeline import extract_feature
 from ser_common.store import FeatureStore
 from tests.extract.conftest import write_corpus
 from tests.extract.test_pipeline import _assert_same, _store_dict

@@ -19,23 +19,9 @@ CKPT = Path(__file__).resolve().parents[1] / "fixtures" / "wav2vec" / "large.pt"
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _build(spec: str) -> FeatureSet:
-    import extract.wav2vec  # noqa: F401  (registers the builder even if a sibling feature module is absent)
-
-    try:
-        return registry.build(spec)
-    except ModuleNotFoundError as e:  # another feature module (bert/hf/lld) not written yet
-        if e.name not in {"extract.bert", "extract.hf", "extract.lld"}:
-            raise
-        prefix, _, arg = spec.partition(":")
-        fs = registry._BUILDERS[prefix](arg or None)
-        fs.spec = spec
-        return fs
-
-
 @pytest.fixture(scope="module")
 def fs() -> FeatureSet:
-    return _build(f"wav2vec:{CKPT}")
+    return registry.build(f"wav2vec:{CKPT}")
 
 
 def test_attributes(fs):
@@ -51,14 +37,14 @@ def test_batch_equals_single_on_different_lengths(fs):
     batch = fs.encode(waves)
     for w, got in zip(waves, batch):
         alone = fs.encode([w])[0]
-        assert got.dtype == np.float32 and got.shape == alone.shape == (fs.frames_for(len(w)), fs.dims)
+        assert got.dtype == np.float32 and got.shape == alone.shape == (fs.n_frames(len(w)), fs.dims)
         np.testing.assert_allclose(got, alone, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("samples", [465, 624, 625, 1000, 16000, 16159, 16160])
 def test_frames_formula(fs, samples):
     expected = (samples - 465) // 160 + 1
-    assert fs.frames_for(samples) == expected
+    assert fs.n_frames(samples) == expected
     assert fs.encode([make_tone(samples / 16000)[:samples]])[0].shape == (expected, fs.dims)
 
 
@@ -97,16 +83,45 @@ def test_default_spec_offline_fails_fast(tmp_path, monkeypatch):
 
     monkeypatch.setenv("SER_CACHE", str(tmp_path))
     monkeypatch.setattr(checkpoints.socket, "create_connection", no_network)
-    with pytest.raises(checkpoints.CheckpointUnavailable, match="download the file"):
-        _build("wav2vec")
+    with pytest.raises(checkpoints.CheckpointError, match="download the file"):
+        registry.build("wav2vec")
 
 
 def test_missing_checkpoint_path():
     with pytest.raises(FileNotFoundError, match="not found"):
-        _build("wav2vec:/nonexistent/wav2vec_large.pt")
+        registry.build("wav2vec:/nonexistent/wav2vec_large.pt")
 
 
 def test_import_is_cheap():
     code = "import sys, extract.wav2vec; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("problem", ["junk", "missing", "offline"])
+def test_checkpoint_problems_are_one_line_cli_errors(tmp_path, monkeypatch, problem):
+    """A checkpoint that cannot be read, found or downloaded stops ``ser-extract`` with one ``Error:`` line."""
+    from click.testing import CliRunner
+
+    from extract.cli import main
+    from tests.extract.conftest import write_corpus
+
+    manifest = write_corpus(tmp_path / "corpus", n=2)
+    import torch
+
+    junk = tmp_path / "junk.pt"
+    torch.save({"weights": torch.zeros(2)}, junk)
+    spec, expected = {
+        "junk": (f"wav2vec:{junk}", f"Error: {junk} is not a fairseq checkpoint"),
+        "missing": ("wav2vec:/nonexistent/wav2vec_large.pt", "Error: checkpoint /nonexistent/wav2vec_large.pt not found"),
+        "offline": ("wav2vec", f"Error: cannot download {checkpoints.WAV2VEC_LARGE_URL}"),
+    }[problem]
+    monkeypatch.setenv("SER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(checkpoints.socket, "create_connection", lambda *a, **k: (_ for _ in ()).throw(
+        OSError("Network is unreachable")))
+    res = CliRunner().invoke(main, ["--manifest", str(manifest), "--feature", spec, "--out", str(tmp_path / "s"),
+                                    "--workers", "0", "-q"])
+    assert res.exit_code == 1 and isinstance(res.exception, SystemExit)
+    assert "Traceback" not in res.output
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(expected), res.output

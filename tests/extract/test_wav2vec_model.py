@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from extract import checkpoints
-from extract.wav2vec_model import CheckpointError, Wav2VecConfig, Wav2VecModel, load_checkpoint, parse_layers
+from extract.checkpoints import CheckpointError, load_checkpoint
+from extract.wav2vec_model import Wav2VecConfig, Wav2VecModel, parse_layers
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "wav2vec"
 CONFIGS = ("large", "base5")
@@ -194,7 +195,7 @@ def _no_network(*a, **k):
 def test_offline_download_fails_fast(tmp_path, monkeypatch):
     monkeypatch.setattr(checkpoints.socket, "create_connection", _no_network)
     t0 = time.perf_counter()
-    with pytest.raises(checkpoints.CheckpointUnavailable, match="pass its path"):
+    with pytest.raises(checkpoints.CheckpointError, match="pass its path"):
         checkpoints.resolve_checkpoint(checkpoints.WAV2VEC_LARGE_URL, cache_dir=tmp_path)
     assert time.perf_counter() - t0 < 10
     assert not any(tmp_path.rglob("*.pt")) and not any(tmp_path.rglob("*.part"))
@@ -208,6 +209,6 @@ def test_refused_connection_fails_fast(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again when the block ends
     t0 = time.perf_counter()
-    with pytest.raises(checkpoints.CheckpointUnavailable, match="offline"):
+    with pytest.raises(checkpoints.CheckpointError, match="offline"):
         checkpoints.resolve_checkpoint(f"http://127.0.0.1:{port}/wav2vec_large.pt", cache_dir=tmp_path, timeout_s=1)
     assert time.perf_counter() - t0 < 10
