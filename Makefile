@@ -15,7 +15,7 @@ BERT     ?= bert-base-uncased
 CORPUS   ?= iemocap
 DEVICE   ?= auto
 CROP     ?= 5.0
-WORKERS  ?= 4
+WORKERS  ?= auto
 SEEDS    ?= 0,1,2
 MANIFESTS ?= manifests
 STORES   ?= stores
@@ -144,8 +144,11 @@ demo: | $(INSTALLED)
 shared-results: $(STORES)/emodb/.shared-extract.done $(STORES)/ravdess/.shared-extract.done
 	$(MAKE) train-all CORPUS=emodb AUDIO=hf-whisper-base-encoder-l$(WHISPER_LAYER) SEEDS=$(DEMO_SEEDS)
 	$(MAKE) train-all CORPUS=ravdess SEEDS=$(DEMO_SEEDS) AUDIO=hf-whisper-base-encoder-l$(WHISPER_LAYER)
-	$(BIN)/python benchmarks/layer_sweep.py --stores $(STORES)/ravdess --out $(RESULTS)/ravdess/layer_sweep.md
-	$(BIN)/python benchmarks/active_learning.py --store $(STORES)/ravdess/hf-whisper-base-encoder-l$(WHISPER_LAYER).h5 \
+	$(SER_TRAIN) sweep --store '$(STORES)/emodb/hf-whisper-base-encoder-l*.h5' --out $(RESULTS)/emodb/layer_sweep \
+	  --seeds $(AL_SEEDS) --also-converged
+	$(SER_TRAIN) sweep --store '$(STORES)/ravdess/hf-whisper-base-encoder-l*.h5' --out $(RESULTS)/ravdess/layer_sweep \
+	  --seeds $(AL_SEEDS) --also-converged
+	$(SER_TRAIN) simulate --store $(STORES)/ravdess/hf-whisper-base-encoder-l$(WHISPER_LAYER).h5 \
 	  --out $(RESULTS)/ravdess/active_learning --seeds $(AL_SEEDS) --balanced
 
 # ---- for labelling teams: predict on a folder of unlabelled audio with a model from `ser-train fit` ----------

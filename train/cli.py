@@ -99,9 +99,12 @@ def _flag(f: Any) -> str | None:
     return f.metadata.get("flag", "--" + f.name.replace("_", "-"))
 
 
-def training_options(f: Any) -> Any:
+def training_options(f: Any = None, *, schedule: str = "paper") -> Any:
     """One option per :class:`train.config.TrainConfig` field, generated from the fields (name, type,
-    choices, help), shared by cv/loco/curve/tables/fit. Not given = the schedule's value."""
+    choices, help), shared by every command that trains. Not given = the schedule's value. ``schedule``: the
+    default of ``--schedule`` (``@training_options(schedule="converged")``)."""
+    if f is None:
+        return lambda g: training_options(g, schedule=schedule)
     from dataclasses import MISSING, fields
 
     from .config import TrainConfig
@@ -114,7 +117,7 @@ def training_options(f: Any) -> Any:
             continue
         meta, default = fld.metadata, getattr(defaults, fld.name)
         if fld.name == "schedule":
-            opts.append(click.option(flag, type=click.Choice(meta["choices"]), default=default, show_default=True,
+            opts.append(click.option(flag, type=click.Choice(meta["choices"]), default=schedule, show_default=True,
                                      help=meta["help"]))
             continue
         help_text = f"{meta['help']} Default: the schedule's ({default})."
@@ -250,6 +253,10 @@ TEST_STORE_HELP = ("Cross-corpus test: train on every labelled utterance of the 
                    "store's, with the training classes (other labels are reported, not scored). Repeatable: each "
                    "test corpus is scored on its own and all together ('pooled'). Its features must match.")
 
+SUGGEST_STRATEGIES = ("entropy", "margin", "random", "kcenter", "diverse-entropy")
+"""``train.suggest.STRATEGIES``, spelled here so that ``--help`` does not import torch (a test keeps them equal)."""
+
+
 def _check_workers(ctx: click.Context, param: click.Parameter, value: str) -> str:
     if value != "auto" and (not value.isdigit() or int(value) < 1):
         raise click.BadParameter("must be 'auto' or a positive integer")
@@ -320,6 +327,8 @@ def main() -> None:
       ser-train suggest --model model.pt --store POOL.h5 --n 100 -o suggest.csv   what to label next
       ser-train forecast --curve curve.csv --target-ua 0.7 [--backtest]  data needed for a target UA
       ser-train cv      --store 'stores/x/hf-MODEL-l*.h5' --layer-sum --head mean   every layer at once
+      ser-train sweep   --store 'stores/x/hf-MODEL-l*.h5' --out D        UA per layer, and the layer sum
+      ser-train simulate --store S.h5 --out D --balanced               does active learning beat random?
     """
 
 
@@ -408,7 +417,8 @@ def loco(store: tuple[str, ...], text: tuple[str, ...], head: str, k: str | None
 
     from .data import load_store, make_inputs
     from .protocol import cross_validate, leave_one_corpus_out
-    from .reports import format_cv_summary, loco_markdown, loco_rows
+    from .markdown import loco_markdown
+    from .reports import format_cv_summary, loco_rows
     from .runs import command_line, write_run
 
     if len(store) < 2:
@@ -634,6 +644,84 @@ def tables(stores_dir: str, out: str, seeds: str, k: str, ks: str, also_converge
 
 
 @main.command()
+@click.option("--store", required=True, type=click.Path(dir_okay=False), help="Feature store (.h5) of a labelled corpus.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Output folder: curve.csv, summary.csv, summary.md, active_learning.png, run.json.")
+@click.option("--head", default="mean", show_default=True, callback=_head, help=HEAD_HELP)
+@click.option("--strategies", default=",".join(SUGGEST_STRATEGIES), show_default=True,
+              help="Comma-separated strategies to compare (random is the reference of the gain).")
+@click.option("--balanced", is_flag=True, help="Also run entropy and margin with balanced selection.")
+@click.option("--seeds", default="0,1,2", show_default=True, help="Comma-separated seeds.")
+@click.option("--start", default=10, show_default=True, type=click.IntRange(min=1),
+              help="Labelled utterances per class at the start.")
+@click.option("--step", default=20, show_default=True, type=click.IntRange(min=1), help="Utterances labelled per round.")
+@click.option("--budget", default=240, show_default=True, type=click.IntRange(min=1),
+              help="Stop at this many labelled utterances (per fold).")
+@DEVICE_OPT
+@training_options(schedule="converged")
+def simulate(store: str, out: str, head: str, strategies: str, balanced: bool, seeds: str, start: int, step: int,
+             budget: int, device: str, **kw: Any) -> None:
+    """Active-learning simulation on a labelled corpus: in every speaker-independent fold, grow the labelled
+    set round by round with each strategy and score held-out speakers; UA and the gain over random against
+    the labelled-set size (summary.md, active_learning.png)."""
+    from .markdown import format_simulation
+    from .simulate import run_simulation
+
+    if head in ("bimodal", "bimodal-xu"):
+        raise click.BadParameter("the simulation takes an audio-only head", param_hint="--head")
+    cfg = _config(kw)
+    if _device(device) != "cpu":
+        click.echo("note: the simulation fits on the CPU (small pooled heads; rounds are sequential)", err=True)
+    names = [x for x in strategies.split(",") if x]
+    unknown = [x for x in names if x not in SUGGEST_STRATEGIES]
+    if unknown:
+        raise click.BadParameter(f"unknown strategies {unknown}; choose from {', '.join(SUGGEST_STRATEGIES)}",
+                                 param_hint="--strategies")
+    out_dir = _writable_folder(out, "the output folder (--out)")
+    res = run_simulation(store, out_dir, cfg, head=head, strategies=names, balanced=balanced, seeds=_seeds(seeds),
+                         start=start, step=step, budget=budget, on_progress=lambda m: click.echo(m, err=True))
+    click.echo(format_simulation(res["summary"]))
+    click.echo(f"wrote {out_dir} in {res['wall_s']:.0f} s (per strategy, all seeds: "
+               + ", ".join(f"{k} {v:.0f} s" for k, v in res["strategy_wall_s"].items()) + ")")
+
+
+@main.command()
+@click.option("--store", required=True,
+              help="The layer stores of one `ser-extract --feature hf:MODEL@all` extraction: a glob such as "
+                   "'stores/x/hf-whisper-base-encoder-l*.h5', or one of them (its …-l<N>.h5 siblings are found).")
+@click.option("--head", default="mean", show_default=True, callback=_head, help=HEAD_HELP)
+@click.option("--seeds", default="0,1,2", show_default=True, help="Comma-separated seeds.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Output folder: sweep.md, sweep.json and runs/ (e.g. results/ravdess/layer_sweep).")
+@click.option("--also-converged", is_flag=True, help="Add the converged schedule's column beside the main schedule's.")
+@DEVICE_OPT
+@WORKERS_OPT
+@training_options
+def sweep(store: str, head: str, seeds: str, out: str, also_converged: bool, device: str, workers: str,
+          **kw: Any) -> None:
+    """Layer sweep: the head on every layer store of an @all extraction, and the learned layer sum beside
+    them (sweep.md: UA per layer and schedule, pooled UA, the sum's layer weights)."""
+    from tqdm import tqdm
+
+    from .sweep import run_sweep
+
+    if head in ("bimodal", "bimodal-xu"):
+        raise click.BadParameter("the sweep takes an audio-only head", param_hint="--head")
+    schedule = kw.pop("schedule")
+    overrides = _overrides(kw)
+    schedules = [schedule] + (["converged"] if also_converged and schedule != "converged" else [])
+    for s in schedules:
+        schedule_config(s, **overrides)          # refuses bad values (e.g. --lr nan) before any work
+    dev = _device(device)
+    out_dir = _writable_folder(out, "the output folder (--out)")
+    res = run_sweep(store, out_dir, head=head, seeds=_seeds(seeds), schedules=schedules, overrides=overrides,
+                    device=dev, workers=_workers(dev, workers), progress=tqdm)
+    click.echo((out_dir / "sweep.md").read_text())
+    click.echo(f"wrote sweep.md, sweep.json and {len(res['rows']) * len(schedules)} run "
+               f"folders in {out_dir} ({res['seconds']:.0f} s)")
+
+
+@main.command()
 @click.option("--store", required=True, multiple=True, type=click.Path(dir_okay=False), help=STORE_HELP)
 @click.option("--text", multiple=True, type=click.Path(dir_okay=False), help=TEXT_HELP)
 @click.option("--head", required=True, callback=_head, help=HEAD_HELP)
@@ -813,7 +901,7 @@ def predict(model: str, store: tuple[str, ...], text: tuple[str, ...], output: s
               help="Pool store to rank (repeatable: stores of one feature set from several corpora).")
 @click.option("--text", multiple=True, type=click.Path(dir_okay=False), help=TEXT_HELP)
 @click.option("--n", default=100, show_default=True, type=click.IntRange(min=1), help="How many utterances to suggest.")
-@click.option("--strategy", type=click.Choice(["entropy", "margin", "random", "kcenter", "diverse-entropy"]),
+@click.option("--strategy", type=click.Choice(SUGGEST_STRATEGIES),
               default="entropy", show_default=True,
               help="entropy/margin: most uncertain first; random; kcenter: farthest (standardised pooled features) "
                    "from everything labelled or picked; diverse-entropy: most uncertain of each k-means cluster.")

@@ -5,8 +5,9 @@ stores stay float16 in memory, half the size; training on CPU converts a small o
 one batch by batch as it is gathered).
 Nothing in the training loop reads HDF5 again.
 
-Per-utterance statistics (:class:`UttStats`: frame count, sum and sum of squares in float64, mean and max
-in float32) are computed once per store; from them come every fold's standardisation statistics and the
+Per-utterance statistics (:class:`UttStats`: frame count; sum and sum of squares accumulated in float32
+per utterance and kept as float64 arrays, so sums over many utterances are float64; mean and max in float32)
+are computed once per store; from them come every fold's standardisation statistics and the
 pooled vectors of the ``mean``/``meanmax`` heads.
 """
 
@@ -39,7 +40,9 @@ class UttStats:
 
     Attributes:
         count: int64 [N] frames per utterance.
-        sum: float64 [N, D] sum over frames.  sumsq: float64 [N, D] sum of squares over frames.
+        sum: [N, D] sum over frames.  sumsq: [N, D] sum of squares over frames. Both accumulated in float32
+            per utterance (:func:`compute_utt_stats`) and stored as float64, so that the statistics of a fold
+            (sums over its utterances) add up in float64.
         mean: float32 [N, D] mean over frames.  max: float32 [N, D] max over frames.
     """
 

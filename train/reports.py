@@ -1,4 +1,5 @@
-"""Human-readable results: the CV summary table, learning-curve CSV and figure, forecasts, Markdown tables."""
+"""Human-readable results: the printed CV summary, the learning-curve CSV and figure, forecasts and backtests,
+the rows of loco.json (the Markdown files are :mod:`train.markdown`'s)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .forecast import MAX_EXTRAPOLATION, Backtest, Forecast, backtest, forecast_size
+from .markdown import pct, pm
 from .protocol import METRICS, CrossCorpusResult, CVResult
 
 CURVE_COLUMNS = ("store", "head", "schedule", "k", "seed", "n_train", "ua", "wa", "f1", "ua_pooled", "wa_pooled",
@@ -18,15 +20,6 @@ CURVE_COLUMNS = ("store", "head", "schedule", "k", "seed", "n_train", "ua", "wa"
 """curve.csv: one row per (store, schedule, k, seed); ``ua``/``wa``/``f1`` are that seed's fold means,
 ``*_pooled`` the scores of all its held-out predictions together (:func:`train.protocol.pooled_scores`)."""
 CURVE_FLOATS = ("n_train", "ua", "wa", "f1", "ua_pooled", "wa_pooled", "f1_pooled")
-
-
-def pct(x: float) -> str:
-    return f"{100 * x:.1f}"
-
-
-def pm(mean: float, std: float) -> str:
-    """``"55.2 ± 0.4"`` (percent)."""
-    return f"{100 * mean:.1f} ± {100 * std:.1f}"
 
 
 def describe_schedule(result: CVResult) -> str:
@@ -319,19 +312,7 @@ def format_backtests(items: Sequence[tuple[str, Backtest | str]]) -> str:
     return "\n".join(lines + reasons)
 
 
-def md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
-    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    return "\n".join(out)
-
-
 # -- leave-one-corpus-out ----------------------------------------------------------------------------------
-LOCO_HEADER = ("held-out corpus", "train corpora", "n_train", "n_test", "UA %", "WA %", "F1 %", "in-corpus cv UA %")
-"""loco.md's columns: n_train is per model (mean over seeds), n_test the scored utterances of the held-out
-corpus; UA/WA/F1 are pooled over them (± std over seeds with several); the last column is the pooled UA of
-speaker-independent cv inside the held-out corpus (``--in-corpus``), for comparison."""
-
-
 def loco_rows(results: Sequence[CrossCorpusResult],
               in_corpus: dict[str, CVResult | str] | None = None) -> list[dict[str, Any]]:
     """One dict per held-out corpus (for ``loco.json``): held_out, train_corpora, n_train, n_test,
@@ -352,18 +333,3 @@ def loco_rows(results: Sequence[CrossCorpusResult],
                     "not_scored": r.not_scored, "warnings": list(r.warnings),
                     "run_dir": str(r.run_dir) if r.run_dir is not None else None})
     return out
-
-
-def loco_markdown(rows: Sequence[dict[str, Any]], several_seeds: bool) -> str:
-    """``loco.md``: :data:`LOCO_HEADER` per held-out corpus, then the unweighted mean over held-out corpora."""
-    def cell(r: dict[str, Any], m: str) -> str:
-        return pm(r[m], r[f"{m}_std"]) if several_seeds else pct(r[m])
-
-    body = [[r["held_out"], " + ".join(r["train_corpora"]), f"{r['n_train']:.0f}", str(r["n_test"]),
-             *[cell(r, m) for m in METRICS],
-             pct(r["in_corpus_ua"]) if r["in_corpus_ua"] is not None else "—"] for r in rows]
-    ins = [r["in_corpus_ua"] for r in rows if r["in_corpus_ua"] is not None]
-    body.append(["mean over held-out corpora", "", "", str(sum(r["n_test"] for r in rows)),
-                 *[pct(float(np.mean([r[m] for r in rows]))) for m in METRICS],
-                 pct(float(np.mean(ins))) if len(ins) == len(rows) else "—"])
-    return md_table(LOCO_HEADER, body)

@@ -1,7 +1,7 @@
 """The paper's tables and figure from a folder of stores (``ser-train tables``): which runs, in what order.
 
 The stores' roles come from :mod:`train.store_folder`, the runs go through :class:`train.experiment.RunCache`
-(all runs known up front share one worker pool), the Markdown from :mod:`train.table_markdown`. Outputs in
+(all runs known up front share one worker pool), the Markdown from :mod:`train.markdown`. Outputs in
 ``out``:
 
 ``table1.md``   the four acoustic heads at k utterances per class: LLD UA, pre-trained UA, improvement
@@ -36,7 +36,7 @@ from .protocol import DEFAULT_KS, CVResult, CurveResult, dedupe_seeds, resolve_k
 from .reports import plot_curve, write_curve_csv
 from .runs import command_line
 from .store_folder import identify_stores, reason, store_info
-from .table_markdown import ACOUSTIC_HEADS, format_summary, format_table1, format_table2
+from .markdown import ACOUSTIC_HEADS, format_summary, format_table1, format_table2
 
 CURVE_HEAD = "mlp"
 

@@ -52,3 +52,10 @@ def test_tables_take_k_all_and_a_store_path(toy_dir, toy_text, tmp_path):
     res = json.loads((tmp_path / "results.json").read_text())
     assert res["k"] is None and res["stores"]["text"]["file"] == "bert-toy.h5"
     assert "with all training utterances" in (tmp_path / "table1.md").read_text()
+
+
+def test_the_cli_names_every_suggestion_strategy():
+    from train.cli import SUGGEST_STRATEGIES
+    from train.suggest import STRATEGIES
+
+    assert SUGGEST_STRATEGIES == STRATEGIES

@@ -92,11 +92,27 @@ def test_tables_write_both_tables_the_figure_and_traceable_results(toy_dir, tmp_
     assert res["stores"]["pretrained"]["encoder"] == "toy-encoder" and "toy-encoder" in (out / "summary.md").read_text()
 
 
-@pytest.mark.parametrize("cmd", [[], ["cv"], ["curve"], ["tables"], ["fit"], ["predict"], ["suggest"], ["forecast"]])
-def test_every_command_explains_itself(cmd, capsys):
-    assert cli([*cmd, "--help"]) == 0
+COMMANDS = ("cv", "loco", "curve", "tables", "fit", "predict", "suggest", "forecast", "sweep", "simulate")
+NAMED_OPTIONS = {"cv": ["--store", "--head", "--k", "--seeds", "--out", "--workers"], "loco": ["--in-corpus"],
+                 "curve": ["--ks", "--target-ua"], "tables": ["--stores", "--also-converged", "--table2-head"],
+                 "fit": ["-o, --output", "--calibrate"], "predict": ["--model", "-o, --output"],
+                 "suggest": ["--strategy", "--n"], "forecast": ["--curve", "--backtest"],
+                 "sweep": ["--store", "--also-converged"], "simulate": ["--strategies", "--budget"]}
+
+
+def test_the_overview_names_every_command(capsys):
+    assert cli(["--help"]) == 0
     out = capsys.readouterr().out
-    assert "Usage:" in out and len(out) > 300
+    assert all(f"ser-train {c}" in out for c in COMMANDS), "the overview gives an example line per command"
+
+
+@pytest.mark.parametrize("cmd", COMMANDS)
+def test_every_command_explains_its_options(cmd, capsys):
+    assert cli([cmd, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"Usage: ser-train {cmd} [OPTIONS]")
+    missing = [o for o in NAMED_OPTIONS[cmd] if o not in out]
+    assert not missing, f"ser-train {cmd} --help does not describe {missing}"
 
 
 def test_bad_inputs_give_one_line_errors(tmp_path, toy_store, capsys):
