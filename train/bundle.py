@@ -132,7 +132,7 @@ def save_bundle(bundle: Bundle, path: str | os.PathLike) -> Path:
         tmp.unlink(missing_ok=True)
         kept = " (the bundle already there is unchanged)" if path.exists() else ""
         raise RuntimeError(f"{path}: cannot write the model bundle ({e}){kept}; free some space or choose "
-                           f"another --out") from None
+                           f"another -o/--output") from None
     return path
 
 

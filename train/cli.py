@@ -357,7 +357,8 @@ def cv(store: tuple[str, ...], text: tuple[str, ...], head: str, k: str | None, 
     corpora, score on the test corpora; "fold" is then the test corpus)."""
     from tqdm import tqdm
 
-    from .protocol import cross_corpus, cross_validate
+    from .experiment import run_experiments
+    from .protocol import cross_corpus, plan_cv
     from .reports import format_cv_summary
     from .runs import write_run
 
@@ -383,12 +384,10 @@ def cv(store: tuple[str, ...], text: tuple[str, ...], head: str, k: str | None, 
         write_run(result, inputs, out)
         click.echo(format_cv_summary(result))
         return
-    n_folds = len(set(inputs.audio.sessions[inputs.labelled]))
-    with tqdm(total=n_folds * len(seed_list), desc=f"{head} folds", unit="fold", leave=False,
-              disable=None) as bar:
-        result = cross_validate(inputs, head, cfg, k=_k(k), seeds=seed_list, device=dev,
-                                precompute=not frame_level, on_job_done=bar.update, workers=_workers(dev, workers))
-    write_run(result, inputs, out)
+    plan = plan_cv(inputs, head, cfg, _k(k), seed_list)
+    with tqdm(total=len(plan.jobs), desc=f"{head} folds", unit="fold", leave=False, disable=None) as bar:
+        (result,) = run_experiments([plan], out, dev, _workers(dev, workers), precompute=not frame_level,
+                                    on_job_done=bar.update)
     click.echo(format_cv_summary(result))
 
 

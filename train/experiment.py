@@ -4,7 +4,8 @@ A :class:`RunCache` runs each distinct experiment ``(inputs, head, k, config)`` 
 writes its run folder (:func:`train.runs.write_run`); asking again returns the same result. ``run_many``
 plans a list of experiments, fits the frame-level jobs of all new ones in one worker pool
 (:func:`train.protocol.cross_validate_many`) and writes their folders in the order asked. ``ser-train
-tables``, ``curve`` and ``sweep`` go through it.
+tables``, ``curve`` and ``sweep`` go through it; ``ser-train cv`` (one experiment, ``k`` taken literally)
+goes through :func:`run_experiments`, the same fit-score-write path without the cache.
 
 ``k`` per class at or above the largest class of every training fold takes all the training data: such a run
 is the same experiment as ``k = all`` (:meth:`RunCache.effective_k`), so it is run and written once.
@@ -13,15 +14,26 @@ is the same experiment as ``k = all`` (:meth:`RunCache.effective_k`), so it is r
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from .config import TrainConfig
 from .data import Inputs
-from .protocol import (CVResult, class_counts, cross_validate_many, plan_cv, speaker_independent_folds)
+from .protocol import CVPlan, CVResult, class_counts, cross_validate_many, plan_cv, speaker_independent_folds
 from .runs import command_line, write_run
 
 Experiment = tuple[Inputs, str, "int | None", TrainConfig]
 """``(inputs, head, k per class or None, config)``."""
+
+
+def run_experiments(plans: Sequence[CVPlan], runs_dir: str | Path, device: str = "cpu", workers: int = 1,
+                    precompute: bool = True, on_job_done: Callable[[int], None] | None = None,
+                    command: str | None = None, extra: dict[str, Any] | None = None) -> list[CVResult]:
+    """The one path of every CV experiment: fit all ``plans`` together (one pool), score each, and write
+    each one's run folder under ``runs_dir`` (``extra`` adds keys to its config.json); results in order."""
+    results = cross_validate_many(plans, device, precompute=precompute, on_job_done=on_job_done, workers=workers)
+    for plan, r in zip(plans, results):
+        write_run(r, plan.inputs, runs_dir, command=command, extra={"schedule": plan.cfg.schedule, **(extra or {})})
+    return results
 
 
 def largest_class(inputs: Inputs) -> int:
@@ -77,10 +89,9 @@ class RunCache:
                 heads = sorted({e[1] for e in new.values()})
                 self.progress.set_postfix_str(f"{len(new)} run(s): {', '.join(heads)}")
             plans = [plan_cv(inputs, head, cfg, k, self.seeds) for inputs, head, k, cfg in new.values()]
-            results = cross_validate_many(plans, self.device, on_job_done=self._advance, workers=self.workers)
-            for (key, (inputs, _, _, cfg)), r in zip(new.items(), results):
-                write_run(r, inputs, self.out / "runs", command=self.command,
-                          extra={"schedule": cfg.schedule, **(self.extra or {})})
+            results = run_experiments(plans, self.out / "runs", self.device, self.workers,
+                                      on_job_done=self._advance, command=self.command, extra=self.extra)
+            for key, r in zip(new, results):
                 self.results[key] = r
         return [self.results[self.key(inputs, head, k, cfg)] for inputs, head, k, cfg in experiments]
 
