@@ -85,7 +85,7 @@ def run_one(store: str, head: str, epochs: int, run_epochs: int, device: str, th
 
     torch.set_num_threads(threads)
     from train.config import schedule_config
-    from train.data import load_inputs
+    from train.inputs import load_inputs
     from train.protocol import cross_validate
     from train.jobs import resolve_device
 

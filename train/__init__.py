@@ -19,7 +19,7 @@ Reads only the HDF5 feature stores of :mod:`ser_common.store` (never audio, neve
 Typical use from Python::
 
     from train.config import schedule_config
-    from train.data import load_inputs
+    from train.inputs import load_inputs
     from train.protocol import cross_validate
 
     inputs = load_inputs("stores/iemocap/wav2vec.h5")          # or load_inputs(audio, text) for bimodal

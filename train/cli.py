@@ -176,8 +176,8 @@ def _set_threads(ctx: click.Context, param: click.Parameter, value: int) -> int:
 def _load(store: str | tuple[str, ...], text: str | tuple[str, ...] | None, intersect: bool = False,
           layer_sum: bool = False):
     """Inputs from one store, or several of one feature set (one per corpus; see ``data.combine_stores``);
-    with ``layer_sum`` each --store names the layer stores of one @all extraction (``train.layers``)."""
-    from .data import load_inputs
+    with ``layer_sum`` each --store names the layer stores of one @all extraction (``train.layer_stores``)."""
+    from .inputs import load_inputs
 
     return load_inputs(store, text or None, intersect=intersect, layer_sum=layer_sum)
 
@@ -188,7 +188,7 @@ def _store_list(paths: tuple[str, ...], layer_sum: bool = False) -> list:
 
     if not layer_sum:
         return [load_store(p) for p in paths]
-    from .layers import expand_layer_paths, stack_layers
+    from .layer_stores import expand_layer_paths, stack_layers
 
     return [stack_layers([load_store(q) for q in expand_layer_paths(p)]) for p in paths]
 
@@ -221,7 +221,7 @@ def _with_layer_sum(cfg: Any, inputs: Any, layer_sum: bool) -> Any:
     """``cfg`` with ``layer_sum`` = the number of layers stacked in the audio store (1 without --layer-sum)."""
     from dataclasses import replace
 
-    from .layers import n_stacked_layers
+    from .layer_stores import n_stacked_layers
 
     return replace(cfg, layer_sum=n_stacked_layers(inputs.audio)) if layer_sum else cfg
 
@@ -374,7 +374,7 @@ def cv(store: tuple[str, ...], text: tuple[str, ...], head: str, k: str | None, 
     inputs = _load(store, text, intersect, layer_sum)
     cfg = _with_layer_sum(cfg, inputs, layer_sum)
     if test_store:
-        from .data import load_inputs
+        from .inputs import load_inputs
 
         test = load_inputs(test_store, test_text or None, classes=inputs.classes, intersect=intersect,
                            layer_sum=layer_sum)

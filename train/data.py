@@ -422,27 +422,3 @@ def combine_stores(stores: Sequence[StoreData]) -> StoreData:
     return StoreData(path=path, provenance=prov, frames=frames, offsets=offsets, utt_ids=prefixed("utt_ids"),
                      labels=joined("labels"), speakers=prefixed("speakers"), sessions=prefixed("sessions"),
                      transcripts=joined("transcripts"), is_text=stores[0].is_text)
-
-
-def load_inputs(store: str | os.PathLike | Sequence[str | os.PathLike],
-                text: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
-                classes: Sequence[str] | None = None, intersect: bool = False, layer_sum: bool = False) -> Inputs:
-    """:func:`load_store` the store(s) and :func:`make_inputs` them. Several audio (and text) stores, one
-    per corpus, are joined with :func:`combine_stores` (in the same corpus order for audio and text).
-
-    ``layer_sum``: each audio ``store`` names the layer stores of one ``@all`` extraction (a glob, or one
-    of them), stacked side by side (:func:`train.layers.stack_layers`) for a learned layer sum."""
-    many = [store] if isinstance(store, (str, os.PathLike)) else list(store)
-    if layer_sum:
-        from .layers import expand_layer_paths, stack_layers
-
-        audio = combine_stores([stack_layers([load_store(p) for p in expand_layer_paths(s)]) for s in many])
-    else:
-        audio = combine_stores([load_store(p) for p in many])
-    if text is not None:
-        texts = [text] if isinstance(text, (str, os.PathLike)) else list(text)
-        if len(texts) != len(many):
-            raise StoreError(f"{len(many)} --store but {len(texts)} --text: give one text store per audio store, "
-                             f"in the same order")
-        text = combine_stores([load_store(p) for p in texts])
-    return make_inputs(audio, text, classes=classes, intersect=intersect)

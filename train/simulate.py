@@ -32,7 +32,8 @@ import numpy as np
 from ser_common.provenance import host_info, package_versions
 
 from .config import TrainConfig
-from .data import Inputs, load_inputs
+from .data import Inputs
+from .inputs import load_inputs
 from .fitting import fit_jobs
 from .jobs import Job
 from .markdown import format_simulation

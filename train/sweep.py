@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .config import schedule_config
-from .data import Inputs, load_inputs
+from .data import Inputs
+from .inputs import load_inputs
 from .experiment import RunCache
-from .layers import expand_layer_paths
+from .layer_stores import expand_layer_paths
 from .protocol import CVResult, dedupe_seeds
 from .markdown import format_sweep
 from .runs import command_line
@@ -37,7 +38,7 @@ def _cell(r: CVResult, out: Path) -> dict[str, Any]:
 def run_sweep(pattern: str | os.PathLike, out: str | os.PathLike, head: str = "mean", seeds: Sequence[int] = (0,),
               schedules: Sequence[str] = ("paper",), overrides: dict[str, Any] | None = None, device: str = "cpu",
               workers: int = 1, progress: Callable[..., Any] | None = None) -> dict[str, Any]:
-    """Run the sweep over the layer stores ``pattern`` names (:func:`train.layers.expand_layer_paths`) and
+    """Run the sweep over the layer stores ``pattern`` names (:func:`train.layer_stores.expand_layer_paths`) and
     write ``sweep.md``/``sweep.json`` into ``out``; returns the ``sweep.json`` content."""
     start = time.perf_counter()
     seeds, _ = dedupe_seeds(seeds)

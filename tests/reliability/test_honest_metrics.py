@@ -14,7 +14,7 @@ import torch
 from tests.train.toy_stores import relabel, write_toy_store, write_toy_folder
 from train.cli import run as cli
 from train.config import TrainConfig
-from train.data import load_inputs
+from train.inputs import load_inputs
 from train.metrics import confusion_matrix, scores_from_confusion
 from train.protocol import cross_validate, dedupe_seeds, learning_curve, pooled_scores
 from train.reports import format_cv_summary, plot_curve, read_curve_csv, write_curve_csv

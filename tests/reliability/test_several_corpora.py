@@ -9,7 +9,8 @@ import json
 import pytest
 
 from train.cli import run as cli
-from train.data import combine_stores, load_inputs, load_store
+from train.data import combine_stores, load_store
+from train.inputs import load_inputs
 from tests.train.toy_stores import AUDIO_PROV, write_toy_store
 
 FAST = ["--epochs", "2", "--workers", "1"]

@@ -336,7 +336,7 @@ def test_read_only_output_folder_is_a_clear_error(tmp_path, tmpfs):
 def test_fit_out_over_an_existing_bundle_is_atomic(tmp_path, monkeypatch):
     from train.bundle import fit_bundle, load_bundle, save_bundle
     from train.config import TrainConfig
-    from train.data import load_inputs
+    from train.inputs import load_inputs
     from tests.train.toy_stores import write_toy_store
 
     store = write_toy_store(tmp_path / "toy.h5")
@@ -391,7 +391,8 @@ def test_merge_refuses_shards_of_other_features(tmp_path):
 def test_a_bundle_matches_the_same_weights_under_another_path(tmp_path):
     from train.bundle import ProvenanceMismatch, bundle_inputs, fit_bundle, load_bundle, save_bundle
     from train.config import TrainConfig
-    from train.data import load_inputs, load_store
+    from train.data import load_store
+    from train.inputs import load_inputs
     from tests.train.toy_stores import AUDIO_PROV, write_toy_store
 
     here = {**AUDIO_PROV, "spec": "hf:/home/alice/models/whisper-base@3", "encoder": "/home/alice/models/whisper-base"}

@@ -20,7 +20,8 @@ from ser_common.store import StoreError
 from tests.train.toy_stores import poison, relabel, write_toy_store, write_toy_folder
 from train.cli import run as cli
 from train.config import TrainConfig
-from train.data import find_nonfinite, load_inputs, load_store
+from train.data import find_nonfinite, load_store
+from train.inputs import load_inputs
 from train.parallel import can_fork
 from train.protocol import cross_validate, speaker_independent_folds
 from train.store_folder import identify_stores

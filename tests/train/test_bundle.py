@@ -7,7 +7,8 @@ import pytest
 from train.bundle import ProvenanceMismatch, bundle_inputs, fit_bundle, load_bundle, predict, save_bundle
 from train.cli import run as cli
 from train.config import TrainConfig
-from train.data import load_inputs, load_store
+from train.data import load_store
+from train.inputs import load_inputs
 from train.suggest import read_id_list, suggest, uncertainty
 
 from .toy_stores import AUDIO_PROV, write_toy_store

@@ -7,7 +7,7 @@ import pytest
 
 from train.cli import run as cli
 from train.config import TrainConfig
-from train.data import load_inputs
+from train.inputs import load_inputs
 from train.protocol import cross_validate, speaker_independent_folds
 from train.jobs import Job
 from train.trainer import class_weights, predict_proba, train_frame, train_pooled

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from train.cli import run as cli
-from train.data import load_inputs
+from train.inputs import load_inputs
 from train.protocol import cross_corpus
 from train.config import schedule_config
 from train.runs import RUN_FILES, missing_files

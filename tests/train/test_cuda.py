@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from train.config import TrainConfig
-from train.data import load_inputs
+from train.inputs import load_inputs
 from train.protocol import cross_validate, speaker_independent_folds
 from train.recurrent import BiLSTM
 from train.jobs import Job

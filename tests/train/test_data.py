@@ -4,7 +4,8 @@ import torch
 
 from ser_common.store import StoreError
 from train.batching import epoch_batches, eval_batches, gather_padded
-from train.data import align_text, load_inputs, load_store, make_inputs
+from train.data import align_text, load_store, make_inputs
+from train.inputs import load_inputs
 from train.normalization import fit_standardizer
 
 from .toy_stores import toy_rows, write_toy_store

@@ -7,7 +7,7 @@ import torch
 import train.data
 from train.batching import gather_padded
 from train.config import TrainConfig
-from train.data import load_inputs
+from train.inputs import load_inputs
 from train.fitting import JobGroup, estimated_cost, fit_groups, fit_jobs
 from train.jobs import Job
 from train.parallel import FitTask, can_fork

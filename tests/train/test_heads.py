@@ -7,7 +7,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from train.config import TrainConfig
-from train.data import load_inputs
+from train.inputs import load_inputs
 from train.heads import HEADS, Head, build_head, head_class, head_config, head_names, register_head
 from train.protocol import speaker_independent_folds
 from train.recurrent import BiLSTM

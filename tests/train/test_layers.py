@@ -12,9 +12,11 @@ import torch
 from ser_common.labels import FOUR_CLASSES
 from ser_common.store import StoreError, StoreWriter, UtteranceMeta
 from train.config import TrainConfig
-from train.data import load_inputs, load_store
+from train.data import load_store
+from train.inputs import load_inputs
 from train.heads import LayerSumHead, build_head
-from train.layers import expand_layer_paths, pooled_view, stack_layers, training_view
+from train.layers import pooled_view, training_view
+from train.layer_stores import expand_layer_paths, stack_layers
 from train.protocol import speaker_independent_folds
 from train.fitting import fit_jobs
 from train.jobs import Job

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from train.config import TrainConfig
-from train.data import load_inputs
+from train.inputs import load_inputs
 from train.protocol import (cross_validate, learning_curve, parse_ks, resolve_ks, speaker_independent_folds,
                             subsample)
 

@@ -5,7 +5,7 @@ import pytest
 
 from train.cli import run as cli
 from train.config import TrainConfig
-from train.data import load_inputs
+from train.inputs import load_inputs
 from train.protocol import cross_validate
 from train.runs import missing_files, write_run
 from train.store_folder import identify_stores

@@ -19,7 +19,8 @@ from ser_common.store import StoreWriter, UtteranceMeta
 from train.bundle import bundle_inputs, fit_bundle, save_bundle
 from train.cli import run as cli
 from train.config import TrainConfig
-from train.data import load_inputs, load_store
+from train.data import load_store
+from train.inputs import load_inputs
 from train.suggest import kmeans, rank_pool, suggest
 
 from .toy_stores import AUDIO_PROV, toy_rows, write_toy_store

@@ -6,7 +6,7 @@ import pytest
 
 from train.cli import run as cli
 from train.config import TrainConfig
-from train.data import load_inputs
+from train.inputs import load_inputs
 from train.protocol import cross_validate
 
 from .test_layers import N_LAYERS, SIGNAL_LAYER, write_layer_stores

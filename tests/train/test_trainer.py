@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from train.config import CONVERGED_MIN_STEPS, TrainConfig, schedule_config
-from train.data import load_inputs
+from train.inputs import load_inputs
 from train.protocol import cross_validate, speaker_independent_folds
 from train.parallel import can_fork
 from train.fitting import fit_jobs
