@@ -1,10 +1,14 @@
-"""The training package reads stores only: no extraction code, no audio libraries, no audio files."""
+"""Package boundaries: train reads stores only (no extraction code, audio libraries or audio files), and no
+package has an import circle."""
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -75,3 +79,32 @@ def test_train_never_touches_extract_audio_libraries_or_audio_files(tmp_path, to
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result == {"rc": [0, 0], "loaded": []}
     assert len(list((tmp_path / "runs").iterdir())) == 2
+
+
+def _imports(package: str) -> dict[str, set[str]]:
+    """Module -> the modules of ``package`` it imports (at module level or inside functions)."""
+    graph = {}
+    for path in (ROOT / package).glob("*.py"):
+        src = path.read_text()
+        deps = set(re.findall(r"^\s*from \.(\w+) import", src, re.M))
+        deps |= set(re.findall(rf"^\s*from {package}\.(\w+) import", src, re.M))
+        deps |= set(re.findall(rf"^\s*import {package}\.(\w+)", src, re.M))
+        graph[path.stem] = deps - {path.stem}
+    return graph
+
+
+@pytest.mark.parametrize("package", ["ser_common", "data_manifests", "extract", "train"])
+def test_no_module_imports_itself_through_others(package):
+    graph = _imports(package)
+    done: set[str] = set()
+
+    def visit(node: str, path: list[str]) -> None:
+        for dep in sorted(graph.get(node, ())):
+            assert dep not in path, f"import circle in {package}: {' -> '.join(path[path.index(dep):] + [dep])}"
+            if dep not in done:
+                visit(dep, path + [dep])
+        done.add(node)
+
+    for module in sorted(graph):
+        visit(module, [module])
+    assert len(graph) > 5
