@@ -161,8 +161,9 @@ def run(manifest: Path, features: tuple[str, ...], like: Path | None, out: Path,
         raise click.ClickException(str(e)) from e
     click.echo(f"\n{'feature':<34} {'status':<10} {'written':>8} {'skipped':>8} {'audio s':>9} {'wall s':>8} {'x realtime':>10}")
     for r in reports:
+        rtf = f"{r.realtime_factor:>10.1f}" if r.audio_s > 0 and r.wall_s > 0 else f"{'—':>10}"
         click.echo(f"{r.feature:<34} {r.status:<10} {r.n_written:>8} {r.n_skipped:>8} {r.audio_s:>9.1f} "
-                   f"{r.wall_s:>8.1f} {r.realtime_factor:>10.1f}")
+                   f"{r.wall_s:>8.1f} {rtf}")
         for utt, why in list(r.skipped.items())[:10]:
             click.echo(f"    skipped {utt}: {why}")
     try:

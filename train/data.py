@@ -1,8 +1,8 @@
 """Stores loaded once into memory, the per-utterance statistics the trainer reuses, and bimodal joins.
 
 A store is read in one go (one read of ``/data``) into a contiguous tensor in its stored dtype (float16
-stores stay float16 in memory, half the size; training on CPU converts a small one to float32 once, a large
-one batch by batch as it is gathered).
+stores stay float16 in memory, half the size; batches are converted to float32 when they are gathered; a
+float32 copy of the whole store measured no faster: ``benchmarks/bench_pool.py``).
 Nothing in the training loop reads HDF5 again.
 
 Per-utterance statistics (:class:`UttStats`: frame count; sum and sum of squares accumulated in float32
@@ -26,8 +26,6 @@ from ser_common.store import FeatureStore, StoreError
 
 STATS_CHUNK_FRAMES = 1 << 16
 """Frames converted to float32 at a time while computing :class:`UttStats`."""
-FLOAT32_COPY_BYTES = 1 << 30
-"""Largest float32 copy of a float16 store kept in memory for training on CPU (:meth:`StoreData.frames_on`)."""
 FINITE_CHUNK_VALUES = 1 << 20
 """Values (frame rows × dims) checked for NaN/Inf at a time by :func:`find_nonfinite`."""
 _FLOAT_BITS = {np.dtype(np.float16): (np.uint16, 0xF800), np.dtype(np.float32): (np.uint32, 0xFF000000)}
@@ -102,19 +100,10 @@ class StoreData:
         return "text" if self.is_text or self.provenance.get("modality") == "text" else "audio"
 
     def frames_on(self, device: str | torch.device) -> torch.Tensor:
-        """The frame tensor on ``device`` (copied there once and cached).
-
-        On CPU, a float16 store of at most :data:`FLOAT32_COPY_BYTES` as float32 is converted once and the
-        float32 copy cached, so batches skip the per-batch conversion (the values are the same: float16 ->
-        float32 is exact); a larger one stays float16 (half the memory) and batches are converted as gathered.
-        """
+        """The frame tensor on ``device`` (copied there once and cached)."""
         device = torch.device(device)
         if device.type == "cpu":
-            if self.frames.dtype == torch.float32 or self.frames.numel() * 4 > FLOAT32_COPY_BYTES:
-                return self.frames
-            if "cpu:float32" not in self._on_device:
-                self._on_device["cpu:float32"] = self.frames.float()
-            return self._on_device["cpu:float32"]
+            return self.frames
         key = str(device)
         if key not in self._on_device:
             self._on_device[key] = self.frames.to(device)

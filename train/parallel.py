@@ -118,9 +118,6 @@ def fit_parallel(tasks: Sequence[FitTask], device: str, workers: int,
     """
     global _STATE
     tasks = list(tasks)
-    for t in tasks:   # float32 copies of small stores are made here once, shared copy-on-write by the workers
-        for store in t.inputs.stores:
-            store.frames_on(device)
     _STATE = (tasks, device)
     out: list[Any] = [None] * len(tasks)
     pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"), initializer=_init_worker)

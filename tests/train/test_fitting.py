@@ -1,11 +1,7 @@
-"""One pool for the jobs of several experiments; the float32 copy of small float16 stores."""
+"""One pool for the jobs of several experiments."""
 
 import numpy as np
 import pytest
-import torch
-
-import train.data
-from train.batching import gather_padded
 from train.config import TrainConfig
 from train.inputs import load_inputs
 from train.fitting import JobGroup, estimated_cost, fit_groups, fit_jobs
@@ -53,21 +49,6 @@ def test_the_pool_starts_the_costliest_jobs_first(toy_store, toy_text):
     cost = {h: estimated_cost(FitTask(both, h, CFG, Job(rows, 0))) for h in ("attention", "mlp", "bimodal")}
     assert cost["attention"] < cost["mlp"] < cost["bimodal"]
     assert estimated_cost(FitTask(both, "mlp", CFG, Job(rows[:10], 0))) < cost["mlp"]
-
-
-def test_small_float16_stores_train_on_an_exact_float32_copy(toy_store, monkeypatch):
-    inputs = load_inputs(toy_store)
-    store = inputs.audio
-    assert store.frames.dtype == torch.float16
-    assert store.frames_on("cpu").dtype == torch.float32
-    assert store.frames_on("cpu") is store.frames_on("cpu")          # converted once
-    rows = np.arange(12)
-    copied = gather_padded(store, rows)
-    monkeypatch.setattr(train.data, "FLOAT32_COPY_BYTES", 0)      # too big for a copy: converted per batch
-    fresh = load_inputs(toy_store).audio
-    assert fresh.frames_on("cpu").dtype == torch.float16
-    per_batch = gather_padded(fresh, rows)
-    assert torch.equal(copied[0], per_batch[0]) and torch.equal(copied[1], per_batch[1])
 
 
 @pytest.mark.parametrize("workers", [1, 2])

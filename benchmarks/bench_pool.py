@@ -1,0 +1,101 @@
+"""Fitting the runs of ``ser-train tables``: one worker pool per run (before) against one pool shared by all
+runs (``train.experiment``), side by side in one run.
+
+The runs are the frame-level runs of the tables on one stores folder (``--stores``, as ``ser-train tables``
+finds them): ``attention`` and ``mlp`` on the pre-trained store and on the LLDs, the ``mlp`` learning-curve
+points (k = 25, 50 per class) on both, and ``bimodal`` (pre-trained + text) — the pooled heads train in
+seconds and are left out. Every mode fits the same runs with the same seeds and ``--epochs`` (fewer than the
+paper's 100 keeps the benchmark short; the time per epoch does not depend on the count), on ``--workers``
+processes:
+
+* ``per-run``: each run's folds in a pool of their own, one run after another (the code before this
+  release, ``cross_validate`` per run);
+* ``shared pool``: every run's folds in one pool, costliest first (what ``ser-train tables`` does now,
+  ``cross_validate_many``).
+
+Both must give bit-identical predictions (checked). (A float32 copy of the float16 store, so that batches
+skip the conversion, was measured here too: 79.2 -> 78.2 s on EmoDB, 1 %, not worth its memory; dropped.) Figures go to
+``results/bench/bench_pool-<stores>-e<epochs>-w<workers>.json``.
+
+    python benchmarks/bench_pool.py --stores stores/emodb --audio hf-whisper-base-encoder-l4 --epochs 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench_json import bench_json_path, write_bench_json
+from ser_common.cpus import available_cpus
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--stores", type=Path, required=True)
+    ap.add_argument("--audio", help="pre-trained store name when the folder has several")
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--json", type=Path)
+    a = ap.parse_args()
+
+    from train.config import schedule_config
+    from train.data import load_store, make_inputs
+    from train.protocol import cross_validate, cross_validate_many, plan_cv
+    from train.store_folder import identify_stores
+
+    torch.set_num_threads(1)
+    found = identify_stores(a.stores, audio=a.audio)
+    cfg = schedule_config("paper", epochs=a.epochs)
+
+    def load() -> list:
+        """Freshly loaded inputs and the runs: (inputs, head, k)."""
+        pre_store = load_store(found.pretrained)
+        pre = make_inputs(pre_store)
+        lld = make_inputs(load_store(found.lld), classes=pre.classes) if found.lld else None
+        bim = make_inputs(pre_store, load_store(found.text), classes=pre.classes) if found.text else None
+        runs = [(x, h, k) for x in (pre, lld) if x is not None for h, k in
+                (("attention", None), ("mlp", None), ("mlp", 50), ("mlp", 25))]
+        return runs + ([(bim, "bimodal", None)] if bim is not None else [])
+
+    def per_run() -> list:
+        return [cross_validate(x, h, cfg, k=k, workers=a.workers) for x, h, k in load()]
+
+    def shared() -> list:
+        return cross_validate_many([plan_cv(x, h, cfg, k) for x, h, k in load()], workers=a.workers)
+
+    rows, probas = [], []
+    for name, fn in (("per-run", per_run), ("shared pool", shared)):
+        t0 = time.perf_counter()
+        results = fn()
+        wall = time.perf_counter() - t0
+        probas.append([r.predictions["proba"] for r in results])
+        rows.append({"mode": name, "wall_s": round(wall, 1), "runs": len(results),
+                     "fits": sum(len(r.folds) for r in results)})
+        print(f"{name:<24} {wall:7.1f} s  ({len(results)} runs)", flush=True)
+    identical = all(np.array_equal(p, q) for other in probas[1:] for p, q in zip(probas[0], other))
+    base = rows[0]["wall_s"]
+    for r in rows:
+        r["speedup"] = round(base / r["wall_s"], 2)
+    print("\n| mode | wall time (s) | speed-up |\n|---|---:|---:|")
+    for r in rows:
+        print(f"| {r['mode']} | {r['wall_s']} | {r['speedup']}x |")
+    print(f"\npredictions bit-identical across modes: {identical}")
+    path = a.json or bench_json_path("bench_pool", a.stores, f"e{a.epochs}", f"w{a.workers}")
+    write_bench_json(path, {"benchmark": "bench_pool", "command": "python " + " ".join(sys.argv),
+                            "machine": {"platform": platform.platform(), "cpus": available_cpus()},
+                            "stores": {"pretrained": str(found.pretrained), "lld": str(found.lld),
+                                       "text": str(found.text)},
+                            "epochs": a.epochs, "workers": a.workers, "rows": rows,
+                            "predictions_identical": identical})
+    if not identical:
+        sys.exit("the modes gave different predictions")
+
+
+if __name__ == "__main__":
+    main()
