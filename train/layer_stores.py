@@ -36,12 +36,12 @@ def expand_layer_paths(pattern: str | os.PathLike) -> list[Path]:
         p = Path(text)
         stem, sep, layer = p.stem.rpartition("-l")
         if not sep or not layer.isdigit():
-            raise StoreError(f"{p}: --layer-sum needs the layer stores of an @all extraction: a glob such as "
-                             f"'stores/x/hf-<model>-l*.h5' or one of them (named …-l<N>.h5)")
+            raise StoreError(f"{p}: --layer-sum and ser-train sweep need the layer stores of an @all extraction: "
+                             f"a glob such as 'stores/x/hf-<model>-l*.h5' or one of them (named …-l<N>.h5)")
         paths = [q for q in p.parent.glob(f"{stem}-l*.h5") if q.stem[len(stem) + 2:].isdigit()]
     paths = sorted((q for q in paths if q.suffix == ".h5" and ".shard-" not in q.name), key=_layer_of_name)
     if len(paths) < 2:
-        raise StoreError(f"{text}: --layer-sum needs at least two layer stores, found "
+        raise StoreError(f"{text}: --layer-sum and ser-train sweep need at least two layer stores, found "
                          f"{', '.join(map(str, paths)) or 'none'}; extract every layer with "
                          f"ser-extract --feature hf:MODEL@all")
     return paths

@@ -168,6 +168,11 @@ def run_simulation(store: str | os.PathLike, out: str | os.PathLike, cfg: TrainC
         raise ValueError(f"unknown strategies {bad}; choose from {', '.join(STRATEGIES)}")
     t0 = time.perf_counter()
     inputs = load_inputs(store)
+    first = start * len(inputs.classes)
+    if budget <= first:
+        raise ValueError(f"--budget {budget} leaves nothing to select: the starting set is already --start {start} "
+                         f"× {len(inputs.classes)} classes = {first} utterances; raise --budget above {first} "
+                         f"(or lower --start)")
     runs = [(s, False) for s in strategies] + [(s, True) for s in strategies if balanced and s in BALANCED_STRATEGIES]
     rows: list[dict] = []
     wall: dict[str, float] = {}

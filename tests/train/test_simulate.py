@@ -27,3 +27,11 @@ def test_simulate_compares_strategies_with_random_as_the_reference(tmp_path, toy
 def test_simulate_refuses_an_unknown_strategy(tmp_path, toy_store, capsys):
     assert cli(["simulate", "--store", str(toy_store), "--out", str(tmp_path), "--strategies", "oracle"]) == 2
     assert "unknown strategies ['oracle']" in capsys.readouterr().err
+
+
+def test_a_budget_below_the_starting_set_is_refused(tmp_path, toy_store, capsys):
+    assert cli(["simulate", "--store", str(toy_store), "--out", str(tmp_path / "al"), "--start", "3",
+                "--budget", "12"]) == 1
+    assert "--budget 12 leaves nothing to select: the starting set is already --start 3 × 4 classes = 12" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "al" / "curve.csv").exists()
