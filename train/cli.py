@@ -149,6 +149,26 @@ def _overrides(kw: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _schedules(kw: dict[str, Any], also_converged: bool) -> tuple[list[str], dict[str, Any]]:
+    """``--schedule`` (+ ``converged`` with ``--also-converged``) and the options given, popped from ``kw``;
+    every schedule's config is made once here, so bad values (``--lr nan``) fail before any work."""
+    from .config import run_schedules
+
+    schedules = run_schedules(kw.pop("schedule"), also_converged)
+    overrides = _overrides(kw)
+    for s in schedules:
+        schedule_config(s, **overrides)
+    return schedules, overrides
+
+
+def _audio_only(head: str, what: str) -> None:
+    """Refuse a bimodal head where ``what`` (a command) trains on one audio store."""
+    from .heads import head_class
+
+    if head_class(head).bimodal:
+        raise click.BadParameter(f"{what} takes an audio-only head, not {head!r}", param_hint="--head")
+
+
 def _config(kw: dict[str, Any]):
     """The run's TrainConfig: the ``--schedule`` with the options given (popped from ``kw``)."""
     schedule = kw.pop("schedule")
@@ -258,8 +278,14 @@ SUGGEST_STRATEGIES = ("entropy", "margin", "random", "kcenter", "diverse-entropy
 
 
 def _check_workers(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    if value != "auto" and (not value.isdigit() or int(value) < 1):
-        raise click.BadParameter("must be 'auto' or a positive integer")
+    """``--workers`` checked by the one rule of ``ser_common.cpus`` (kept as given: ``auto`` depends on the
+    device, resolved by :func:`_workers`)."""
+    from ser_common.cpus import parse_workers
+
+    try:
+        parse_workers(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e).removeprefix("--workers ")) from None
     return value
 
 
@@ -624,10 +650,8 @@ def tables(stores_dir: str, out: str, seeds: str, k: str, ks: str, also_converge
 
     from .tables import run_tables
 
-    schedule = kw.pop("schedule")
-    overrides = _overrides(kw)
-    for s in [schedule] + (["converged"] if also_converged else []):
-        schedule_config(s, **overrides)          # refuses bad values (e.g. --lr nan) before any work
+    schedules, overrides = _schedules(kw, also_converged)
+    schedule = schedules[0]
     dev = _device(device)
     seed_list = _seeds(seeds)
     out_dir = _writable_folder(out, "the output folder (--out)")
@@ -666,8 +690,7 @@ def simulate(store: str, out: str, head: str, strategies: str, balanced: bool, s
     from .markdown import format_simulation
     from .simulate import run_simulation
 
-    if head in ("bimodal", "bimodal-xu"):
-        raise click.BadParameter("the simulation takes an audio-only head", param_hint="--head")
+    _audio_only(head, "the simulation")
     cfg = _config(kw)
     if _device(device) != "cpu":
         click.echo("note: the simulation fits on the CPU (small pooled heads; rounds are sequential)", err=True)
@@ -704,13 +727,8 @@ def sweep(store: str, head: str, seeds: str, out: str, also_converged: bool, dev
 
     from .sweep import run_sweep
 
-    if head in ("bimodal", "bimodal-xu"):
-        raise click.BadParameter("the sweep takes an audio-only head", param_hint="--head")
-    schedule = kw.pop("schedule")
-    overrides = _overrides(kw)
-    schedules = [schedule] + (["converged"] if also_converged and schedule != "converged" else [])
-    for s in schedules:
-        schedule_config(s, **overrides)          # refuses bad values (e.g. --lr nan) before any work
+    _audio_only(head, "the sweep")
+    schedules, overrides = _schedules(kw, also_converged)
     dev = _device(device)
     out_dir = _writable_folder(out, "the output folder (--out)")
     res = run_sweep(store, out_dir, head=head, seeds=_seeds(seeds), schedules=schedules, overrides=overrides,

@@ -173,6 +173,12 @@ class TrainConfig:
         return cls(**d)
 
 
+def run_schedules(main: str, also_converged: bool) -> list[str]:
+    """The schedules of a run with ``--also-converged``: ``main``, then ``converged`` when asked and not
+    already the main one (``tables`` and ``sweep`` report one column set per schedule, in this order)."""
+    return [main] + (["converged"] if also_converged and main != "converged" else [])
+
+
 def schedule_config(name: str = "paper", **overrides: Any) -> TrainConfig:
     """The :class:`TrainConfig` of schedule ``name`` with ``overrides`` (``None`` values are ignored).
 

@@ -33,7 +33,8 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from ser_common.cpus import MAX_AUTO_WORKERS, available_cpus
+from ser_common.cpus import MAX_AUTO_WORKERS
+from ser_common.cpus import auto_workers as cpu_workers
 
 from .config import TrainConfig
 from .data import Inputs
@@ -46,10 +47,11 @@ _STATE: tuple[Any, ...] | None = None
 
 
 def auto_workers(device: str, n_jobs: int, cap: int = MAX_AUTO_WORKERS) -> int:
-    """Worker processes to use: 1 on a GPU; else one per available CPU (at most ``cap`` and ``n_jobs``)."""
+    """Worker processes to use: 1 on a GPU; else :func:`ser_common.cpus.auto_workers` (one per available
+    CPU, at most ``cap``), and never more than ``n_jobs``."""
     if device != "cpu":
         return 1
-    return max(1, min(cap, available_cpus(), n_jobs))
+    return max(1, min(cpu_workers(cap), n_jobs))
 
 
 def can_fork(device: str) -> bool:

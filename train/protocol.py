@@ -303,11 +303,7 @@ def cross_validate(inputs: Inputs, head: str, cfg: TrainConfig, k: int | None = 
     All (seed, fold) jobs of a pooled head train together (:func:`train.trainer.train_pooled`); those of a
     frame-level head go to ``workers`` processes (:mod:`train.parallel`).
     """
-    start = time.perf_counter()
-    plan = plan_cv(inputs, head, cfg, k, seeds)
-    models = fit_jobs(inputs, plan.head, plan.cfg, plan.jobs, device, precompute=precompute, on_done=on_job_done,
-                      workers=workers)
-    return score_cv(plan, models, device, precompute, fit_seconds=time.perf_counter() - start)
+    return cross_validate_many([plan_cv(inputs, head, cfg, k, seeds)], device, precompute, on_job_done, workers)[0]
 
 
 def cross_validate_many(plans: Sequence[CVPlan], device: str = "cpu", precompute: bool = True,

@@ -29,7 +29,7 @@ from typing import Any, Callable, Sequence
 
 from ser_common.store import StoreError
 
-from .config import TrainConfig, schedule_config
+from .config import TrainConfig, run_schedules, schedule_config
 from .data import Inputs, check_classes, load_store, make_inputs
 from .experiment import RunCache, largest_class
 from .protocol import DEFAULT_KS, CVResult, CurveResult, dedupe_seeds, resolve_ks
@@ -62,7 +62,7 @@ def run_tables(stores_dir: str | os.PathLike, out: str | os.PathLike, seeds: Seq
     start = time.perf_counter()
     if table2_head not in ("best", *ACOUSTIC_HEADS):
         raise ValueError(f"table 2 head must be 'best' or one of {ACOUSTIC_HEADS}, got {table2_head!r}")
-    schedules = [schedule] + (["converged"] if also_converged and schedule != "converged" else [])
+    schedules = run_schedules(schedule, also_converged)
     cfgs = {s: schedule_config(s, **(overrides or {})) for s in schedules}   # bad values fail before any work
     notes: list[str] = []
     seeds, seed_note = dedupe_seeds(seeds)
