@@ -53,6 +53,7 @@ class RunCache:
         self.extra = extra
         self.results: dict[tuple, CVResult] = {}
         self._largest: dict[str, int] = {}
+        self._n_folds: dict[str, int] = {}
         self.command = command_line()
 
     def key(self, inputs: Inputs, head: str, k: int | None, cfg: TrainConfig) -> tuple:
@@ -67,9 +68,10 @@ class RunCache:
         return None if k >= self._largest[inputs.name] else k
 
     def n_jobs(self, inputs: Inputs) -> int:
-        """Fits one run of ``inputs`` takes: folds × seeds."""
-        folds, _ = speaker_independent_folds(inputs)
-        return len(folds) * len(set(self.seeds))
+        """Fits one run of ``inputs`` takes: folds × seeds (the folds counted once per inputs)."""
+        if inputs.name not in self._n_folds:
+            self._n_folds[inputs.name] = len(speaker_independent_folds(inputs)[0])
+        return self._n_folds[inputs.name] * len(set(self.seeds))
 
     def has(self, inputs: Inputs, head: str, k: int | None, cfg: TrainConfig) -> bool:
         return self.key(inputs, head, k, cfg) in self.results

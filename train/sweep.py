@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .config import schedule_config
-from .data import Inputs
-from .inputs import load_inputs
+from .data import Inputs, make_inputs
 from .experiment import RunCache
-from .layer_stores import expand_layer_paths
-from .protocol import CVResult, dedupe_seeds
+from .inputs import load_inputs
+from .layer_stores import expand_layer_paths, stack_layers
 from .markdown import format_sweep
+from .protocol import CVResult, dedupe_seeds
 from .runs import command_line
 
 def _cell(r: CVResult, out: Path) -> dict[str, Any]:
@@ -48,7 +48,7 @@ def run_sweep(pattern: str | os.PathLike, out: str | os.PathLike, head: str = "m
     for p in paths:
         x = load_inputs(p)
         layers.append((x.audio.provenance.get("layer"), p, x))
-    stacked = load_inputs(str(pattern), layer_sum=True)
+    stacked = make_inputs(stack_layers([x.audio for _, _, x in layers]))   # the stores already read, stacked
     n_layers = len(paths)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
