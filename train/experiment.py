@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 
 from .config import TrainConfig
 from .data import Inputs
-from .protocol import CVPlan, CVResult, class_counts, cross_validate_many, plan_cv, speaker_independent_folds
+from .protocol import CVPlan, CVResult, cross_validate_many, largest_class, plan_cv, speaker_independent_folds
 from .runs import command_line, write_run
 
 Experiment = tuple[Inputs, str, "int | None", TrainConfig]
@@ -34,12 +34,6 @@ def run_experiments(plans: Sequence[CVPlan], runs_dir: str | Path, device: str =
     for plan, r in zip(plans, results):
         write_run(r, plan.inputs, runs_dir, command=command, extra={"schedule": plan.cfg.schedule, **(extra or {})})
     return results
-
-
-def largest_class(inputs: Inputs) -> int:
-    """The most training utterances any class has in any fold (``k`` at or above it means all the data)."""
-    folds, _ = speaker_independent_folds(inputs)
-    return max(max(class_counts(inputs, f.train).values()) for f in folds)
 
 
 class RunCache:

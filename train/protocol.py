@@ -349,14 +349,19 @@ def parse_ks(text: str | Sequence[Any]) -> list[int | None]:
     return out
 
 
+def largest_class(inputs: Inputs) -> int:
+    """The most training utterances any class has in any fold (``k`` at or above it means all the data)."""
+    folds, _ = speaker_independent_folds(inputs)
+    return max(max(class_counts(inputs, f.train).values()) for f in folds)
+
+
 def resolve_ks(inputs: Inputs, ks: Sequence[int | None]) -> tuple[list[int | None], list[str]]:
     """The k values worth running, and a note for each one skipped.
 
     A k is skipped when no class of any fold's training set has more than k utterances: sampling k per
     class would then return every training utterance, the same run as ``all``.
     """
-    folds, _ = speaker_independent_folds(inputs)
-    largest = max(max(class_counts(inputs, f.train).values()) for f in folds)
+    largest = largest_class(inputs)
     kept: list[int | None] = []
     notes: list[str] = []
     for k in ks:

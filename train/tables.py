@@ -31,8 +31,8 @@ from ser_common.store import StoreError
 
 from .config import TrainConfig, run_schedules, schedule_config
 from .data import Inputs, check_classes, load_store, make_inputs
-from .experiment import RunCache, largest_class
-from .protocol import DEFAULT_KS, CVResult, CurveResult, dedupe_seeds, resolve_ks
+from .experiment import RunCache
+from .protocol import DEFAULT_KS, CVResult, CurveResult, dedupe_seeds, largest_class, resolve_ks
 from .reports import plot_curve, write_curve_csv
 from .runs import command_line
 from .store_folder import identify_stores, reason, store_info
