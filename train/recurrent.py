@@ -24,15 +24,24 @@ from .pooling import zero_padding
 
 
 def reverse_index(mask: torch.Tensor) -> torch.Tensor:
-    """int64 [B × T]: position ``t`` of each row maps to ``len - 1 - t`` on valid steps, to itself on padding."""
+    """int64 [B·T]: the flat row (``b·T + t'``) that position ``t`` of row ``b`` reads, with ``t' = len - 1 - t``
+    on valid steps and ``t' = t`` on padding; a permutation of the B·T frame rows (its own inverse)."""
+    b, t = mask.shape
     lengths = mask.sum(1, keepdim=True)
-    steps = torch.arange(mask.shape[1], device=mask.device)[None, :].expand_as(mask)
-    return torch.where(mask, lengths - 1 - steps, steps)
+    steps = torch.arange(t, device=mask.device)[None, :].expand_as(mask)
+    within = torch.where(mask, lengths - 1 - steps, steps)
+    return (within + torch.arange(b, device=mask.device)[:, None] * t).reshape(-1)
 
 
 def reverse_valid(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """``x`` [B × T × D] with each row's valid part reversed (``index`` from :func:`reverse_index`)."""
-    return torch.gather(x, 1, index[..., None].expand_as(x))
+    """``x`` [B × T × D] with each row's valid part reversed (``index`` from :func:`reverse_index`).
+
+    One row gather of the flattened frames (``index_select``; its backward is an ``index_add`` of a
+    permutation, so each gradient row is copied, not summed, and the numbers equal a per-element
+    ``gather``'s), several times cheaper than ``torch.gather`` with a [B × T × D] index.
+    """
+    b, t, d = x.shape
+    return x.reshape(b * t, d).index_select(0, index).view(b, t, d)
 
 
 class BiLSTM(nn.Module):

@@ -132,7 +132,9 @@ def train_frame(inputs: Inputs, head_name: str, cfg: TrainConfig, job: Job, devi
     stds_dev = [s.to(device) for s in stds]
     torch.manual_seed(job.torch_seed)
     head = build_head(head_name, in_dims, len(inputs.classes), cfg).to(device)
-    opt = torch.optim.Adam(head.parameters(), lr=cfg.lr, betas=ADAM_BETAS, eps=ADAM_EPS)
+    # foreach: the multi-tensor Adam (PyTorch's default on CUDA, opt-in on CPU) takes the same steps to the
+    # bit with a fraction of the per-parameter overhead that a head of ~30 small tensors pays every step
+    opt = torch.optim.Adam(head.parameters(), lr=cfg.lr, betas=ADAM_BETAS, eps=ADAM_EPS, foreach=True)
     epochs = cfg.epochs_for(len(job.train))
     plan = training_plan(job.train, epochs, cfg.batch_size, job.rng(), inputs.audio.lengths,
                          bucket=cfg.bucket and not cls.pooled)
