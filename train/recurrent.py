@@ -38,7 +38,8 @@ def reverse_valid(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
     One row gather of the flattened frames (``index_select``; its backward is an ``index_add`` of a
     permutation, so each gradient row is copied, not summed, and the numbers equal a per-element
-    ``gather``'s), several times cheaper than ``torch.gather`` with a [B × T × D] index.
+    ``gather``'s): about half the time of ``torch.gather`` with a [B × T × D] index, forward and backward
+    (profiled on the bimodal head's EmoDB batches).
     """
     b, t, d = x.shape
     return x.reshape(b * t, d).index_select(0, index).view(b, t, d)
