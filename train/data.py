@@ -1,8 +1,9 @@
 """Stores loaded once into memory, the per-utterance statistics the trainer reuses, and bimodal joins.
 
 A store is read in one go (one read of ``/data``) into a contiguous tensor in its stored dtype (float16
-stores stay float16 in memory, half the size; batches are converted to float32 when they are gathered; a
-float32 copy of the whole store measured no faster: ``benchmarks/bench_pool.py``).
+stores stay float16 in memory, half the size). Batches are float32: a frame-level fit gathers them from a
+float32 copy standardised once for that fit when it takes at most 1 GiB
+(:func:`train.batching.standardized_once`), otherwise it converts and standardises each batch.
 Nothing in the training loop reads HDF5 again.
 
 Per-utterance statistics (:class:`UttStats`: frame count; sum and sum of squares accumulated in float32

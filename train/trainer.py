@@ -8,7 +8,9 @@ head's initialisation and dropout come from ``torch.manual_seed(job.torch_seed)`
 Two engines:
 
 * :func:`train_frame` — any head. Batches of padded frames (bucketed by length for frame-level heads),
-  standardised with the job's training-set statistics, ``torch.optim.Adam``, cross-entropy.
+  standardised with the job's training-set statistics (once per fit where the store allows,
+  :func:`train.batching.standardized_once`), Adam (on CPU over one flat buffer, :mod:`train.adam`: the
+  steps of ``torch.optim.Adam`` to the bit), cross-entropy.
 * :func:`train_pooled` — ``mean``/``meanmax``. Each utterance is pooled once (from the store's cached
   per-utterance statistics; standardisation commutes with mean and max), and all jobs (the 5 folds × seeds)
   train at once as one stacked linear model: weights [F × P × C] with ``torch.bmm``, a hand-written
@@ -36,13 +38,15 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .batching import eval_batches, gather_padded, training_plan
+from .adam import FlatAdam
+from .batching import eval_batches, gather_padded, standardized_once, training_plan
 from .config import TrainConfig
 from .data import Inputs
 from .dropout import keep_mask
@@ -109,9 +113,10 @@ def _nonfinite_param(head: Head) -> str | None:
     return [n for n, _ in head.named_parameters()][int(torch.nonzero(~flags)[0])]
 
 
-def _forward(head: Head, inputs: Inputs, rows_t: torch.Tensor, device: str, stds: Sequence[Standardizer],
-             bimodal: bool) -> torch.Tensor:
-    """Logits [B × C] of ``head`` on store rows ``rows_t``: gather, pad, standardise (audio [and text]), forward."""
+def _forward(head: Head, inputs: Inputs, rows_t: torch.Tensor, device: str,
+             stds: Sequence[Standardizer | None], bimodal: bool) -> torch.Tensor:
+    """Logits [B × C] of ``head`` on store rows ``rows_t``: gather, pad, standardise (audio [and text];
+    ``None``: that store is standardised already), forward."""
     x, mask = gather_padded(inputs.audio, rows_t, device, stds[0])
     if bimodal:
         t, tmask = gather_padded(inputs.text, rows_t, device, stds[1])
@@ -129,12 +134,18 @@ def train_frame(inputs: Inputs, head_name: str, cfg: TrainConfig, job: Job, devi
     cls = head_class(head_name)
     in_dims = head_in_dims(head_name, inputs)
     stds = _fit_standardizers(inputs, head_name, job.train, cfg)
-    stds_dev = [s.to(device) for s in stds]
+    # batches come from stores standardised once for this fit where that fits in memory (same numbers)
+    audio, audio_std = standardized_once(inputs.audio, stds[0].to(device), device)
+    text, text_std = (standardized_once(inputs.text, stds[1].to(device), device) if cls.bimodal
+                      else (inputs.text, None))
+    batch_inputs, batch_stds = replace(inputs, audio=audio, text=text), (audio_std, text_std)
     torch.manual_seed(job.torch_seed)
     head = build_head(head_name, in_dims, len(inputs.classes), cfg).to(device)
-    # foreach: the multi-tensor Adam (PyTorch's default on CUDA, opt-in on CPU) takes the same steps to the
-    # bit with a fraction of the per-parameter overhead that a head of ~30 small tensors pays every step
-    opt = torch.optim.Adam(head.parameters(), lr=cfg.lr, betas=ADAM_BETAS, eps=ADAM_EPS, foreach=True)
+    # on CPU, Adam over one flat buffer (train.adam): the same steps to the bit as torch.optim.Adam without
+    # its per-tensor cost; on a GPU, torch's multi-tensor Adam (its default there)
+    on_cpu = torch.device(device).type == "cpu"
+    opt = (FlatAdam(head.parameters(), cfg.lr, ADAM_BETAS, ADAM_EPS) if on_cpu else
+           torch.optim.Adam(head.parameters(), lr=cfg.lr, betas=ADAM_BETAS, eps=ADAM_EPS, foreach=True))
     epochs = cfg.epochs_for(len(job.train))
     plan = training_plan(job.train, epochs, cfg.batch_size, job.rng(), inputs.audio.lengths,
                          bucket=cfg.bucket and not cls.pooled)
@@ -147,10 +158,10 @@ def train_frame(inputs: Inputs, head_name: str, cfg: TrainConfig, job: Job, devi
     head.train()
     for s, rows in enumerate(plan):
         rows_t = torch.from_numpy(rows).to(device)
-        logits = _forward(head, inputs, rows_t, device, stds_dev, cls.bimodal)
+        logits = _forward(head, batch_inputs, rows_t, device, batch_stds, cls.bimodal)
         loss = F.cross_entropy(logits, y[rows_t], weight=cw_t)
         losses[s] = loss.detach()
-        opt.zero_grad(set_to_none=True)
+        opt.zero_grad()
         loss.backward()
         opt.step()
         if (s + 1) % per_epoch == 0 or s + 1 == len(plan):
@@ -164,6 +175,8 @@ def train_frame(inputs: Inputs, head_name: str, cfg: TrainConfig, job: Job, devi
                 raise _diverged(head_name, job, cfg, f"the weights ({name}) became NaN/Inf", s, len(plan),
                                 per_epoch)
             checked = s + 1
+    if isinstance(opt, FlatAdam):
+        opt.unflatten()
     head.eval()
     return FittedModel(head_name, head, stds, inputs.classes, epochs, len(plan),
                        seconds=time.perf_counter() - start)

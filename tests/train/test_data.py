@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from ser_common.store import StoreError
-from train.batching import epoch_batches, eval_batches, gather_padded
+from train.batching import epoch_batches, eval_batches, gather_padded, standardized_once
 from train.data import align_text, load_store, make_inputs
 from train.inputs import load_inputs
 from train.normalization import fit_standardizer
@@ -43,6 +43,24 @@ def test_gather_padded_pads_and_masks(toy_store):
         assert mask[b].sum() == n
         torch.testing.assert_close(x[b, :n], s.frames[s.offsets[r]:s.offsets[r + 1]].float())
         assert (x[b, n:] == 0).all()
+
+
+@pytest.mark.parametrize("name", ["lld.h5", "wav2vec-toy.h5"])    # float32 (scaled 0.01 to 1000), float16
+def test_a_store_standardised_once_gives_every_batch_to_the_bit(toy_dir, name):
+    s = load_store(toy_dir / name)
+    before = s.frames.clone()
+    std = fit_standardizer(s, np.arange(0, s.n, 2))
+    once, left = standardized_once(s, std)
+    assert left is None and once.frames.dtype == torch.float32
+    assert once.n == s.n and np.array_equal(once.offsets, s.offsets) and once.path == s.path
+    for rows in (np.array([4, 1, 9]), np.arange(s.n)):
+        x, mask = gather_padded(s, rows, standardizer=std)
+        y, mask_once = gather_padded(once, rows)
+        assert torch.equal(x, y) and torch.equal(mask, mask_once)
+    # a store above the size limit, or a batch for a GPU, keeps the per-batch standardisation
+    assert standardized_once(s, std, max_bytes=s.frames.numel() * 4 - 1) == (s, std)
+    assert standardized_once(s, std, device="cuda") == (s, std)
+    assert torch.equal(s.frames, before) and s.frames.dtype == before.dtype     # the store is never written
 
 
 def test_bucketed_batches_cover_every_row_once_per_epoch():
