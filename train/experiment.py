@@ -3,7 +3,8 @@
 A :class:`RunCache` runs each distinct experiment ``(inputs, head, k, config)`` once per output folder and
 writes its run folder (:func:`train.runs.write_run`); asking again returns the same result. ``run_many``
 plans a list of experiments, fits the frame-level jobs of all new ones in one worker pool
-(:func:`train.protocol.cross_validate_many`) and writes their folders in the order asked. ``ser-train
+(:func:`train.protocol.cross_validate_many`) and scores and writes each one's folder as soon as its last
+fit is done, while the pool works on (its results come back in the order asked). ``ser-train
 tables``, ``curve`` and ``sweep`` go through it; ``ser-train cv`` (one experiment, ``k`` taken literally)
 goes through :func:`run_experiments`, the same fit-score-write path without the cache.
 
@@ -29,11 +30,15 @@ def run_experiments(plans: Sequence[CVPlan], runs_dir: str | Path, device: str =
                     precompute: bool = True, on_job_done: Callable[[int], None] | None = None,
                     command: str | None = None, extra: dict[str, Any] | None = None) -> list[CVResult]:
     """The one path of every CV experiment: fit all ``plans`` together (one pool), score each, and write
-    each one's run folder under ``runs_dir`` (``extra`` adds keys to its config.json); results in order."""
-    results = cross_validate_many(plans, device, precompute=precompute, on_job_done=on_job_done, workers=workers)
-    for plan, r in zip(plans, results):
-        write_run(r, plan.inputs, runs_dir, command=command, extra={"schedule": plan.cfg.schedule, **(extra or {})})
-    return results
+    each one's run folder under ``runs_dir`` (``extra`` adds keys to its config.json) as soon as its last
+    job is fitted, while the pool works on; results in order."""
+
+    def write(i: int, r: CVResult) -> None:
+        write_run(r, plans[i].inputs, runs_dir, command=command,
+                  extra={"schedule": plans[i].cfg.schedule, **(extra or {})})
+
+    return cross_validate_many(plans, device, precompute=precompute, on_job_done=on_job_done, workers=workers,
+                               on_result=write)
 
 
 class RunCache:

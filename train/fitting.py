@@ -6,7 +6,9 @@
 * Frame-level heads (or ``precompute=False``): :func:`train.trainer.train_frame` per job, serially or in
   ``workers`` forked processes (:mod:`train.parallel`). :func:`fit_groups` puts the frame-level jobs of
   *all* its experiments into one pool, started longest first by an estimated cost, so two workers stay busy
-  to the end instead of one waiting for each run's last fold.
+  to the end instead of one waiting for each run's last fold. The parent does its own share meanwhile: it
+  fits the pooled heads once the pool has started, and hands each experiment on (``on_group``: scoring,
+  writing its run folder) as soon as its last job is fitted, so no core waits for that serial work.
 
 Which engine, which process and which order never change a job's numbers: a job's randomness depends only
 on its own seed and stream (:class:`train.jobs.Job`).
@@ -54,39 +56,62 @@ def estimated_cost(task: FitTask) -> float:
 
 
 def fit_groups(groups: Sequence[JobGroup], device: str = "cpu", precompute: bool = True,
-               on_done: Progress | None = None, workers: int = 1) -> list[list[FittedModel]]:
+               on_done: Progress | None = None, workers: int = 1,
+               on_group: Callable[[int, list[FittedModel]], None] | None = None) -> list[list[FittedModel]]:
     """Fit every job of every group; one list of models per group, in job order.
 
-    ``on_done(n)`` is called as ``n`` more jobs finish. Errors (:class:`train.jobs.TrainingDiverged`, a job
-    without two classes, a missing text store) are raised as they would be for the group alone.
+    ``on_done(n)`` is called as ``n`` more jobs finish; ``on_group(g, models)`` as soon as every job of
+    group ``g`` is fitted (with a worker pool, in this process while the workers go on: the pooled groups
+    train here after the pool has started, so neither core waits for the other). Errors
+    (:class:`train.jobs.TrainingDiverged`, a job without two classes, a missing text store, or one raised by
+    ``on_group``) are raised as they would be for the group alone.
     """
     for g in groups:
         head_in_dims(g.head_name, g.inputs)   # fails early when a bimodal head has no text store
     out: list[list[FittedModel | None]] = [[None] * len(g.jobs) for g in groups]
+    left = [len(g.jobs) for g in groups]
     tasks: list[tuple[int, int, FitTask]] = []
+    pooled: list[int] = []
     for gi, g in enumerate(groups):
         if g.pooled_engine(precompute):
+            pooled.append(gi)
+        else:
+            view = training_view(g.inputs, g.head_name, g.cfg.layer_sum)
+            tasks.extend((gi, j, FitTask(view, g.head_name, g.cfg, job)) for j, job in enumerate(g.jobs))
+
+    if on_group is not None:
+        for gi, g in enumerate(groups):
+            if not g.jobs:
+                on_group(gi, [])
+
+    def fitted(gi: int, j: int, model: FittedModel) -> None:
+        out[gi][j] = model
+        left[gi] -= 1
+        if left[gi] == 0 and on_group is not None:
+            on_group(gi, out[gi])  # type: ignore[arg-type]
+
+    def fit_pooled_groups() -> None:
+        for gi in pooled:
+            g = groups[gi]
             batches = [list(range(len(g.jobs)))] if g.cfg.batched_folds else [[j] for j in range(len(g.jobs))]
             for batch in batches:
                 models = train_pooled(g.inputs, g.head_name, g.cfg, [g.jobs[j] for j in batch], device)
-                for j, m in zip(batch, models):
-                    out[gi][j] = m
                 if on_done:
                     on_done(len(batch))
-            continue
-        view = training_view(g.inputs, g.head_name, g.cfg.layer_sum)
-        tasks.extend((gi, j, FitTask(view, g.head_name, g.cfg, job)) for j, job in enumerate(g.jobs))
+                for j, m in zip(batch, models):
+                    fitted(gi, j, m)
+
     if workers > 1 and len(tasks) > 1 and can_fork(device):
         order = sorted(range(len(tasks)), key=lambda i: -estimated_cost(tasks[i][2]))   # stable: ties keep order
-        models = fit_parallel([tasks[i][2] for i in order], device, min(workers, len(tasks)), on_done)
-        for i, m in zip(order, models):
-            gi, j, _ = tasks[i]
-            out[gi][j] = m
+        fit_parallel([tasks[i][2] for i in order], device, min(workers, len(tasks)), on_done,
+                     meanwhile=fit_pooled_groups, on_fitted=lambda i, m: fitted(*tasks[order[i]][:2], m))
     else:
+        fit_pooled_groups()
         for gi, j, t in tasks:
-            out[gi][j] = train_frame(t.inputs, t.head_name, t.cfg, t.job, device)
+            m = train_frame(t.inputs, t.head_name, t.cfg, t.job, device)
             if on_done:
                 on_done(1)
+            fitted(gi, j, m)
     return out  # type: ignore[return-value]
 
 

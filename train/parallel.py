@@ -112,11 +112,17 @@ def _stop(pool: ProcessPoolExecutor) -> None:
 
 
 def fit_parallel(tasks: Sequence[FitTask], device: str, workers: int,
-                 on_done: Callable[[int], None] | None = None) -> list[FittedModel]:
+                 on_done: Callable[[int], None] | None = None,
+                 meanwhile: Callable[[], None] | None = None,
+                 on_fitted: Callable[[int, FittedModel], None] | None = None) -> list[FittedModel]:
     """:func:`train.trainer.train_frame` for every task in ``workers`` forked processes, started in the order
     given; results in task order.
 
-    The first failing job's exception is re-raised here (same type and message); see the module docstring.
+    ``meanwhile()`` runs in this process once every task is submitted (work of the parent that would
+    otherwise leave a core idle: the pooled heads' fits); ``on_fitted(i, model)`` is called here as task
+    ``i``'s model arrives (scoring and writing a run whose last fit it was, while the workers go on).
+    The first failing job's exception, or one raised by ``meanwhile``/``on_fitted``, is re-raised here
+    (same type and message) and the workers are stopped; see the module docstring.
     """
     global _STATE
     tasks = list(tasks)
@@ -126,6 +132,8 @@ def fit_parallel(tasks: Sequence[FitTask], device: str, workers: int,
     finished = False
     try:
         pending = {pool.submit(_fit_one, i): i for i in range(len(tasks))}
+        if meanwhile is not None:
+            meanwhile()
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
@@ -147,6 +155,8 @@ def fit_parallel(tasks: Sequence[FitTask], device: str, workers: int,
                                      t.inputs.classes, epochs, steps, seconds=seconds)
                 if on_done:
                     on_done(1)
+                if on_fitted:
+                    on_fitted(i, out[i])
         finished = True
     finally:
         _STATE = None

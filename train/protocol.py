@@ -307,26 +307,35 @@ def cross_validate(inputs: Inputs, head: str, cfg: TrainConfig, k: int | None = 
 
 
 def cross_validate_many(plans: Sequence[CVPlan], device: str = "cpu", precompute: bool = True,
-                        on_job_done: Callable[[int], None] | None = None, workers: int = 1) -> list[CVResult]:
+                        on_job_done: Callable[[int], None] | None = None, workers: int = 1,
+                        on_result: Callable[[int, CVResult], None] | None = None) -> list[CVResult]:
     """Every planned CV at once: the frame-level jobs of all of them share one pool of ``workers`` processes
     (:func:`train.fitting.fit_groups`); results in plan order, each the same as :func:`cross_validate` would
     give (a job's numbers do not depend on where it runs).
 
+    Each plan is scored as soon as its last job is fitted, while the pool works on the others, and
+    ``on_result(i, result)`` is then called for plan ``i`` (in the order the plans finish).
+
     Timing: with more than one plan, a run's ``fit_seconds`` is the sum of its own jobs' fit times (its
     jobs ran interleaved with the others'), and a note says so.
     """
-    if len(plans) == 1:
-        start = time.perf_counter()
-        models = fit_groups([plans[0].group()], device, precompute, on_job_done, workers)[0]
-        return [score_cv(plans[0], models, device, precompute, fit_seconds=time.perf_counter() - start)]
-    fitted = fit_groups([p.group() for p in plans], device, precompute, on_job_done, workers)
-    out = []
-    for plan, models in zip(plans, fitted):
-        r = score_cv(plan, models, device, precompute, fit_seconds=sum(m.seconds for m in models))
-        r.notes.append(f"fitted together with {len(plans) - 1} other run(s) in one pool of {max(1, workers)} "
-                       f"worker(s): fit_seconds is the sum of this run's own job times")
-        out.append(r)
-    return out
+    results: list[CVResult | None] = [None] * len(plans)
+    start = time.perf_counter()
+
+    def score(i: int, models: list[FittedModel]) -> None:
+        plan = plans[i]
+        if len(plans) == 1:
+            r = score_cv(plan, models, device, precompute, fit_seconds=time.perf_counter() - start)
+        else:
+            r = score_cv(plan, models, device, precompute, fit_seconds=sum(m.seconds for m in models))
+            r.notes.append(f"fitted together with {len(plans) - 1} other run(s) in one pool of {max(1, workers)} "
+                           f"worker(s): fit_seconds is the sum of this run's own job times")
+        results[i] = r
+        if on_result is not None:
+            on_result(i, r)
+
+    fit_groups([p.group() for p in plans], device, precompute, on_job_done, workers, on_group=score)
+    return results  # type: ignore[return-value]
 
 
 def parse_ks(text: str | Sequence[Any]) -> list[int | None]:

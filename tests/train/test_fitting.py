@@ -60,3 +60,38 @@ def test_a_failing_job_of_a_shared_pool_fails_as_it_would_alone(toy_store, worke
     bad = [Job(one_class, 0, 0, fold=folds[0].name)]
     with pytest.raises(ValueError, match="holds only class"):
         fit_groups([JobGroup(inputs, "mlp", CFG, good), JobGroup(inputs, "attention", CFG, bad)], workers=workers)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_each_group_is_handed_over_once_as_soon_as_its_last_job_is_fitted(toy_store, workers):
+    inputs = load_inputs(toy_store)
+    folds, _ = speaker_independent_folds(inputs)
+    jobs = [Job(f.train, seed=0, stream=f.index, fold=f.name) for f in folds[:3]]
+    groups = [JobGroup(inputs, "mlp", CFG, jobs), JobGroup(inputs, "mean", CFG, jobs),
+              JobGroup(inputs, "attention", CFG, jobs[:1]), JobGroup(inputs, "mlp", CFG, [])]
+    events: list = []
+    out = fit_groups(groups, workers=workers, on_done=lambda n: events.append(("done", n)),
+                     on_group=lambda g, models: events.append(("group", g, list(models))))
+    handed = {e[1]: e[2] for e in events if e[0] == "group"}
+    assert sorted(handed) == [0, 1, 2, 3] and len(events) == 4 + len([e for e in events if e[0] == "done"])
+    for g, models in handed.items():   # every model of the group, as fit_groups returns them
+        assert len(models) == len(groups[g].jobs) and all(a is b for a, b in zip(models, out[g]))
+    if workers == 2:
+        # the pooled group is fitted by the parent while the pool works: it is not the last one handed over
+        order = [e[1] for e in events if e[0] == "group"]
+        assert order.index(1) < order.index(0)
+
+
+def test_an_error_in_the_parents_share_stops_the_pool_and_is_raised(toy_store):
+    inputs = load_inputs(toy_store)
+    folds, _ = speaker_independent_folds(inputs)
+    jobs = [Job(f.train, seed=0, stream=f.index, fold=f.name) for f in folds[:2]]
+
+    def fail(g, models):
+        raise RuntimeError(f"scoring group {g} failed")
+
+    with pytest.raises(RuntimeError, match="scoring group 1 failed"):   # the pooled group, scored meanwhile
+        fit_groups([JobGroup(inputs, "mlp", CFG, jobs), JobGroup(inputs, "mean", CFG, jobs)], workers=2,
+                   on_group=fail)
+    with pytest.raises(RuntimeError, match="scoring group 0 failed"):   # a frame-level group, as it arrives
+        fit_groups([JobGroup(inputs, "mlp", CFG, jobs)], workers=2, on_group=fail)
