@@ -34,3 +34,16 @@ def test_shorter_than_one_window_is_refused(tone):
 def test_provenance_records_the_analysis():
     p = build("lld").provenance()
     assert p["window_s"] == 0.05 and p["step_s"] == 0.025 and p["deltas"] is False and len(p["columns"]) == 34
+
+
+def test_reused_chroma_tables_give_pyaudioanalysis_descriptors_to_the_bit(monkeypatch):
+    from pyAudioAnalysis import ShortTermFeatures
+
+    rng = np.random.default_rng(0)
+    t = np.arange(int(1.3 * 16_000)) / 16_000
+    x = (0.3 * np.sin(2 * np.pi * 220 * t * (1 + t)) + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
+    ours = build("lld").encode([x])[0]
+    assert ShortTermFeatures.chroma_features_init.reuses_tables       # memoised in this process now
+    monkeypatch.setattr(ShortTermFeatures, "chroma_features_init", ShortTermFeatures.chroma_features_init.original)
+    ref, _ = ShortTermFeatures.feature_extraction(x.astype(np.float64), 16_000, 800, 400, deltas=False)
+    assert np.array_equal(ours, np.ascontiguousarray(ref.T, dtype=np.float32))
