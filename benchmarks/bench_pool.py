@@ -1,5 +1,5 @@
-"""Fitting the runs of ``ser-train tables``: one worker pool per run (before) against one pool shared by all
-runs (``train.experiment``), side by side in one run.
+"""Fitting the runs of ``ser-train tables``: one worker pool per run, one pool shared by all runs with the
+training step of the release before, and with this release's, side by side in one run.
 
 The runs are the frame-level runs of the tables on one stores folder (``--stores``, as ``ser-train tables``
 finds them): ``attention`` and ``mlp`` on the pre-trained store and on the LLDs, the ``mlp`` learning-curve
@@ -8,13 +8,15 @@ seconds and are left out. Every mode fits the same runs with the same seeds and 
 paper's 100 keeps the benchmark short; the time per epoch does not depend on the count), on ``--workers``
 processes:
 
-* ``per-run``: each run's folds in a pool of their own, one run after another (the code before this
-  release, ``cross_validate`` per run);
-* ``shared pool``: every run's folds in one pool, costliest first (what ``ser-train tables`` does now,
-  ``cross_validate_many``).
+* ``per-run``: each run's folds in a pool of their own, one run after another (``cross_validate`` per run,
+  the code before the shared pool);
+* ``shared pool, step before``: every run's folds in one pool, costliest first (``cross_validate_many``),
+  with the training step of the release before this one: each batch converted and standardised on its
+  own, ``torch.optim.Adam(foreach=True)``, stride pooling by ``.sum`` over each window;
+* ``shared pool``: the same with this release's step (a store standardised once per fit,
+  :mod:`train.adam`'s flat Adam, pairs added straight into the output).
 
-Both must give bit-identical predictions (checked). (A float32 copy of the float16 store, so that batches
-skip the conversion, was measured here too: 79.2 -> 78.2 s on EmoDB, 1 %, not worth its memory; dropped.) Figures go to
+All must give bit-identical predictions (checked). Figures go to
 ``results/bench/bench_pool-<stores>-e<epochs>-w<workers>.json``.
 
     python benchmarks/bench_pool.py --stores stores/emodb --audio hf-whisper-base-encoder-l4 --epochs 10
@@ -26,6 +28,7 @@ import argparse
 import platform
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +36,48 @@ import torch
 
 from bench_json import bench_json_path, write_bench_json
 from ser_common.cpus import available_cpus
+
+
+class _TorchAdam(torch.optim.Adam):
+    """The optimiser of the release before: ``torch.optim.Adam(foreach=True)`` behind FlatAdam's signature."""
+
+    def __init__(self, params, lr, betas, eps):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, foreach=True)
+
+    def unflatten(self) -> None:
+        pass
+
+
+def _stride_pool_before(x: torch.Tensor, mask: torch.Tensor, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``train.pooling.stride_pool`` of the release before (a ``.sum`` over each window, then a concatenation)."""
+    from train.pooling import zero_padding
+
+    if stride <= 1:
+        return x, mask
+    b, t, d = x.shape
+    x = zero_padding(x, mask)
+    full = t - t % stride
+    total = x[:, :full].reshape(b, full // stride, stride, d).sum(2)
+    count = mask[:, :full].reshape(b, full // stride, stride).sum(2)
+    if full < t:
+        total = torch.cat([total, x[:, full:].sum(1, keepdim=True)], 1)
+        count = torch.cat([count, mask[:, full:].sum(1, keepdim=True)], 1)
+    return total / count.clamp(min=1)[..., None].to(x.dtype), count > 0
+
+
+@contextmanager
+def step_before():
+    """The training step of the release before, for the runs inside (forked workers inherit it)."""
+    import train.batching as batching
+    import train.heads as heads
+    import train.trainer as trainer
+
+    saved = batching.STANDARDIZE_ONCE_MAX_BYTES, trainer.FlatAdam, heads.stride_pool
+    batching.STANDARDIZE_ONCE_MAX_BYTES, trainer.FlatAdam, heads.stride_pool = 0, _TorchAdam, _stride_pool_before
+    try:
+        yield
+    finally:
+        batching.STANDARDIZE_ONCE_MAX_BYTES, trainer.FlatAdam, heads.stride_pool = saved
 
 
 def main() -> None:
@@ -69,8 +114,13 @@ def main() -> None:
     def shared() -> list:
         return cross_validate_many([plan_cv(x, h, cfg, k) for x, h, k in load()], workers=a.workers)
 
+    def shared_step_before() -> list:
+        with step_before():
+            return shared()
+
     rows, probas = [], []
-    for name, fn in (("per-run", per_run), ("shared pool", shared)):
+    for name, fn in (("per-run", per_run), ("shared pool, step before", shared_step_before),
+                     ("shared pool", shared)):
         t0 = time.perf_counter()
         results = fn()
         wall = time.perf_counter() - t0
