@@ -38,16 +38,6 @@ from bench_json import bench_json_path, write_bench_json
 from ser_common.cpus import available_cpus
 
 
-class _TorchAdam(torch.optim.Adam):
-    """The optimiser of the release before: ``torch.optim.Adam(foreach=True)`` behind FlatAdam's signature."""
-
-    def __init__(self, params, lr, betas, eps):
-        super().__init__(params, lr=lr, betas=betas, eps=eps, foreach=True)
-
-    def unflatten(self) -> None:
-        pass
-
-
 def _stride_pool_before(x: torch.Tensor, mask: torch.Tensor, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``train.pooling.stride_pool`` of the release before (a ``.sum`` over each window, then a concatenation)."""
     from train.pooling import zero_padding
@@ -71,9 +61,10 @@ def step_before():
     import train.batching as batching
     import train.heads as heads
     import train.trainer as trainer
+    from train.adam import TorchAdam
 
     saved = batching.STANDARDIZE_ONCE_MAX_BYTES, trainer.FlatAdam, heads.stride_pool
-    batching.STANDARDIZE_ONCE_MAX_BYTES, trainer.FlatAdam, heads.stride_pool = 0, _TorchAdam, _stride_pool_before
+    batching.STANDARDIZE_ONCE_MAX_BYTES, trainer.FlatAdam, heads.stride_pool = 0, TorchAdam, _stride_pool_before
     try:
         yield
     finally:

@@ -15,7 +15,8 @@ Adam is elementwise, so every parameter takes the same steps as with ``torch.opt
 Measured per step on one CPU thread (random gradients, 400 steps): bimodal (372,356 values) 3.7 -> 2.1 ms,
 mlp on 512 dims 0.62 -> 0.32 ms, attention 0.41 -> 0.13 ms.
 
-Semantics are those of ``torch.optim.Adam(lr, betas, eps)`` without weight decay or amsgrad. A step at which
+Semantics are those of ``torch.optim.Adam(lr, betas, eps)`` without weight decay or amsgrad (:class:`TorchAdam`
+is that optimiser behind the same interface). A step at which
 some parameter has no gradient (it took no part in the loss; torch's Adam skips such a parameter and does
 not count the step for it) hands the state to a ``torch.optim.Adam`` that carries on from there, so that
 case too keeps torch's semantics.
@@ -112,3 +113,15 @@ class FlatAdam:
         """Give every parameter its own storage (same values); the optimiser must not step after this."""
         for p in self.params:
             p.data = p.data.clone()
+
+
+class TorchAdam(torch.optim.Adam):
+    """``torch.optim.Adam(foreach=True)`` behind :class:`FlatAdam`'s interface: the optimiser on a GPU (where
+    the multi-tensor kernels are PyTorch's default and fast), and the reference the flat one is checked
+    against."""
+
+    def __init__(self, params: Iterable[nn.Parameter], lr: float, betas: tuple[float, float], eps: float):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, foreach=True)
+
+    def unflatten(self) -> None:
+        """Nothing to undo: the parameters keep their own storage."""

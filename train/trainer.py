@@ -45,7 +45,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .adam import FlatAdam
+from .adam import FlatAdam, TorchAdam
 from .batching import eval_batches, gather_padded, standardized_once, training_plan
 from .config import TrainConfig
 from .data import Inputs
@@ -143,9 +143,8 @@ def train_frame(inputs: Inputs, head_name: str, cfg: TrainConfig, job: Job, devi
     head = build_head(head_name, in_dims, len(inputs.classes), cfg).to(device)
     # on CPU, Adam over one flat buffer (train.adam): the same steps to the bit as torch.optim.Adam without
     # its per-tensor cost; on a GPU, torch's multi-tensor Adam (its default there)
-    on_cpu = torch.device(device).type == "cpu"
-    opt = (FlatAdam(head.parameters(), cfg.lr, ADAM_BETAS, ADAM_EPS) if on_cpu else
-           torch.optim.Adam(head.parameters(), lr=cfg.lr, betas=ADAM_BETAS, eps=ADAM_EPS, foreach=True))
+    adam = FlatAdam if torch.device(device).type == "cpu" else TorchAdam
+    opt = adam(head.parameters(), cfg.lr, ADAM_BETAS, ADAM_EPS)
     epochs = cfg.epochs_for(len(job.train))
     plan = training_plan(job.train, epochs, cfg.batch_size, job.rng(), inputs.audio.lengths,
                          bucket=cfg.bucket and not cls.pooled)
@@ -175,8 +174,7 @@ def train_frame(inputs: Inputs, head_name: str, cfg: TrainConfig, job: Job, devi
                 raise _diverged(head_name, job, cfg, f"the weights ({name}) became NaN/Inf", s, len(plan),
                                 per_epoch)
             checked = s + 1
-    if isinstance(opt, FlatAdam):
-        opt.unflatten()
+    opt.unflatten()
     head.eval()
     return FittedModel(head_name, head, stds, inputs.classes, epochs, len(plan),
                        seconds=time.perf_counter() - start)

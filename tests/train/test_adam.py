@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 import train.trainer as trainer
-from train.adam import FlatAdam
+from train.adam import FlatAdam, TorchAdam
 from train.config import TrainConfig
 from train.heads import HEADS, build_head
 from train.inputs import load_inputs
@@ -14,16 +14,6 @@ from .test_layers import N_LAYERS, write_layer_stores
 
 ADAM = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
 HEAD_DIMS = {"bimodal": (12, 6), "bimodal-xu": (12, 6)}
-
-
-class _TorchAdam(torch.optim.Adam):
-    """``torch.optim.Adam`` (multi-tensor) behind :class:`FlatAdam`'s signature: the reference."""
-
-    def __init__(self, params, lr, betas, eps):
-        super().__init__(params, lr=lr, betas=betas, eps=eps, foreach=True)
-
-    def unflatten(self) -> None:
-        pass
 
 
 def _twin_heads(name: str, layer_sum: int = 1) -> tuple[nn.Module, nn.Module]:
@@ -40,7 +30,7 @@ def _twin_heads(name: str, layer_sum: int = 1) -> tuple[nn.Module, nn.Module]:
 def test_flat_adam_takes_torch_adams_steps_to_the_bit(name):
     ours_head, ref_head = _twin_heads(name)
     ours = FlatAdam(ours_head.parameters(), **ADAM)
-    ref = _TorchAdam(list(ref_head.parameters()), **ADAM)
+    ref = TorchAdam(list(ref_head.parameters()), **ADAM)
     g = torch.Generator().manual_seed(1)
     for step in range(60):
         for p, q in zip(ours_head.parameters(), ref_head.parameters()):
@@ -78,7 +68,7 @@ def test_a_parameter_without_gradient_hands_over_to_torch_adam_with_its_semantic
 
     ours_net, ref_net = net(), net()
     ours = FlatAdam(ours_net.parameters(), **ADAM)
-    ref = _TorchAdam(list(ref_net.parameters()), **ADAM)
+    ref = TorchAdam(list(ref_net.parameters()), **ADAM)
     x = torch.randn(8, 5, generator=torch.Generator().manual_seed(2))
     for step in range(12):
         for model, opt in ((ours_net, ours), (ref_net, ref)):
@@ -115,7 +105,7 @@ def test_training_with_flat_adam_gives_the_models_of_torch_adam(head, layer_sum,
     rows = inputs.labelled[:48]
     cfg = TrainConfig(epochs=3, layer_sum=layer_sum, lstm_hidden=8, mlp_hidden=16)
     ours = trainer.train_frame(inputs, head, cfg, Job(rows, 0, 1))
-    monkeypatch.setattr(trainer, "FlatAdam", _TorchAdam)
+    monkeypatch.setattr(trainer, "FlatAdam", TorchAdam)
     ref = trainer.train_frame(inputs, head, cfg, Job(rows, 0, 1))
     a, b = ours.head.state_dict(), ref.head.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
