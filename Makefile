@@ -127,7 +127,7 @@ fetch-demo-data: | $(INSTALLED)
 	$(BIN)/python -m extract.hub_fetch whisper-base $(WHISPER)
 	$(BIN)/python -m extract.hub_fetch minilm-l6-v2 $(MINILM)
 
-# The demo: the paper's tables and figure on EmoDB in about 9 minutes on 2 CPU cores (README): one Whisper layer on
+# The demo: the paper's tables and figure on EmoDB in 6-9 minutes on 2 CPU cores (README): one Whisper layer on
 # the native window (ser-extract skips complete stores, so a rerun goes straight to training), the paper's
 # schedule only (`make demo DEMO_SCHEDULE_OPTS=--also-converged` adds the converged columns), one seed.
 DEMO_SCHEDULE_OPTS ?=

@@ -16,7 +16,8 @@ processes:
 * ``shared pool``: the same with this release's step (a store standardised once per fit,
   :mod:`train.adam`'s flat Adam, pairs added straight into the output).
 
-All must give bit-identical predictions (checked). Figures go to
+All must give bit-identical predictions (checked). With ``--repeats N`` the three modes take turns N times
+(this machine's speed drifts by 10-20 % within minutes) and the median of each is reported. Figures go to
 ``results/bench/bench_pool-<stores>-e<epochs>-w<workers>.json``.
 
     python benchmarks/bench_pool.py --stores stores/emodb --audio hf-whisper-base-encoder-l4 --epochs 10
@@ -77,6 +78,7 @@ def main() -> None:
     ap.add_argument("--audio", help="pre-trained store name when the folder has several")
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=1, help="rounds; the modes take turns in each")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
 
@@ -109,30 +111,36 @@ def main() -> None:
         with step_before():
             return shared()
 
+    modes = (("per-run", per_run), ("shared pool, step before", shared_step_before), ("shared pool", shared))
+    walls: dict[str, list[float]] = {name: [] for name, _ in modes}
     rows, probas = [], []
-    for name, fn in (("per-run", per_run), ("shared pool, step before", shared_step_before),
-                     ("shared pool", shared)):
-        t0 = time.perf_counter()
-        results = fn()
-        wall = time.perf_counter() - t0
-        probas.append([r.predictions["proba"] for r in results])
-        rows.append({"mode": name, "wall_s": round(wall, 1), "runs": len(results),
-                     "fits": sum(len(r.folds) for r in results)})
-        print(f"{name:<24} {wall:7.1f} s  ({len(results)} runs)", flush=True)
+    for rep in range(a.repeats):          # the modes take turns, so a drift of the machine hits each alike
+        for name, fn in modes:
+            t0 = time.perf_counter()
+            results = fn()
+            wall = time.perf_counter() - t0
+            walls[name].append(round(wall, 1))
+            probas.append([r.predictions["proba"] for r in results])
+            if rep == 0:
+                rows.append({"mode": name, "runs": len(results), "fits": sum(len(r.folds) for r in results)})
+            print(f"{name:<24} {wall:7.1f} s  ({len(results)} runs, round {rep + 1})", flush=True)
     identical = all(np.array_equal(p, q) for other in probas[1:] for p, q in zip(probas[0], other))
+    for r in rows:
+        r["wall_s_each"] = walls[r["mode"]]
+        r["wall_s"] = float(np.median(walls[r["mode"]]))
     base = rows[0]["wall_s"]
     for r in rows:
         r["speedup"] = round(base / r["wall_s"], 2)
-    print("\n| mode | wall time (s) | speed-up |\n|---|---:|---:|")
+    print("\n| mode | wall time (s), median | each round | speed-up |\n|---|---:|---|---:|")
     for r in rows:
-        print(f"| {r['mode']} | {r['wall_s']} | {r['speedup']}x |")
+        print(f"| {r['mode']} | {r['wall_s']} | {' / '.join(map(str, r['wall_s_each']))} | {r['speedup']}x |")
     print(f"\npredictions bit-identical across modes: {identical}")
     path = a.json or bench_json_path("bench_pool", a.stores, f"e{a.epochs}", f"w{a.workers}")
     write_bench_json(path, {"benchmark": "bench_pool", "command": "python " + " ".join(sys.argv),
                             "machine": {"platform": platform.platform(), "cpus": available_cpus()},
                             "stores": {"pretrained": str(found.pretrained), "lld": str(found.lld),
                                        "text": str(found.text)},
-                            "epochs": a.epochs, "workers": a.workers, "rows": rows,
+                            "epochs": a.epochs, "workers": a.workers, "repeats": a.repeats, "rows": rows,
                             "predictions_identical": identical})
     if not identical:
         sys.exit("the modes gave different predictions")
