@@ -70,7 +70,7 @@ class FlatAdam:
         self.exp_avg = torch.zeros_like(self.flat)
         self.exp_avg_sq = torch.zeros_like(self.flat)
         self.step_count = torch.zeros((), dtype=torch.float32)   # as torch keeps it: a float32 count
-        self._torch: torch.optim.Adam | None = None
+        self._torch: TorchAdam | None = None
 
     def zero_grad(self) -> None:
         for p in self.params:
@@ -101,7 +101,7 @@ class FlatAdam:
 
     def _hand_over(self) -> None:
         """Carry on with ``torch.optim.Adam`` from the current state (each parameter's moments and count)."""
-        opt = torch.optim.Adam(self.params, lr=self.lr, betas=(self.beta1, self.beta2), eps=self.eps, foreach=True)
+        opt = TorchAdam(self.params, self.lr, (self.beta1, self.beta2), self.eps)
         if self.step_count.item() > 0:
             for p, (a, b) in zip(self.params, self.spans):
                 opt.state[p] = {"step": self.step_count.clone(),
